@@ -1,0 +1,61 @@
+"""gradcheck: check hand-derived gradients against finite differences and JAX, and say why.
+
+The public contract (see DESIGN.md)::
+
+    res = gc.check_grad(fun, grad, params, *args, **options)
+    res = gc.check_layer(layer, params, x, **options)
+    res.passed, res.verdict, res.leaves, res.to_dict(), res.raise_for_failure()
+"""
+
+from gradcheck.adapters import cs231n_layer, loss_and_grads, stateful_layer
+from gradcheck.check import CheckOptions, Mode, check_grad, check_layer
+from gradcheck.compare import GRAD_RTOL, tolerance
+from gradcheck.errors import (
+    GradcheckError,
+    GradientMismatch,
+    GradientStructureError,
+    InputMutated,
+    InvalidArgument,
+    NonDeterministic,
+    NonFiniteError,
+    UserCodeError,
+)
+from gradcheck.result import (
+    SCHEMA_VERSION,
+    Agreement,
+    CheckResult,
+    Diagnosis,
+    Element,
+    LeafResult,
+    Probe,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRAD_RTOL",
+    "SCHEMA_VERSION",
+    "Agreement",
+    "CheckOptions",
+    "CheckResult",
+    "Diagnosis",
+    "Element",
+    "GradcheckError",
+    "GradientMismatch",
+    "GradientStructureError",
+    "InputMutated",
+    "InvalidArgument",
+    "LeafResult",
+    "Mode",
+    "NonDeterministic",
+    "NonFiniteError",
+    "Probe",
+    "UserCodeError",
+    "__version__",
+    "check_grad",
+    "check_layer",
+    "cs231n_layer",
+    "loss_and_grads",
+    "stateful_layer",
+    "tolerance",
+]

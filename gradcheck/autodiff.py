@@ -1,0 +1,118 @@
+"""JAX references: the gradient of the same forward on JAX arrays, or of a JAX twin, in float64.
+
+JAX is imported lazily, inside the functions that need it, and 64-bit mode is switched on only
+inside ``with jax.enable_x64(True):`` — the user's process keeps whatever JAX configuration it had.
+When no JAX path exists (JAX missing, or the forward calls numpy on what it is given) the caller
+gets a readable reason instead of an error, and the verdict uses the two remaining sources.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AutodiffResult", "gradient", "jax_available", "to_jax"]
+
+
+@dataclass(frozen=True, slots=True)
+class AutodiffResult:
+    """Per-leaf float64 gradients from JAX (``None`` when there is no JAX path) and a note.
+
+    ``source`` says which function was differentiated (e.g. ``"the forward on JAX arrays"`` or
+    ``"the jax_fun twin"``); ``note`` explains why there is no JAX reference when there is none.
+    """
+
+    grads: tuple[np.ndarray, ...] | None
+    source: str
+    note: str
+
+
+def jax_available() -> bool:
+    """True when JAX can be imported (without importing it)."""
+    return importlib.util.find_spec("jax") is not None
+
+
+def to_jax(tree: Any) -> Any:
+    """Turn the numpy arrays of a pytree into JAX arrays (call inside ``enable_x64``); anything
+    else (Python scalars, strings, config dicts' non-array values) is left as it is."""
+    import jax.numpy as jnp
+
+    if isinstance(tree, dict):
+        return {k: to_jax(v) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(to_jax(v) for v in tree))
+    if isinstance(tree, list | tuple):
+        return type(tree)(to_jax(v) for v in tree)
+    if isinstance(tree, np.ndarray):
+        return jnp.asarray(np.asarray(tree))
+    return tree
+
+
+def gradient(
+    candidates: Sequence[tuple[str, Callable[[list[Any]], Any]]],
+    leaves: Sequence[np.ndarray],
+    *,
+    expected: float,
+    tol: float,
+    twin: bool = False,
+) -> AutodiffResult:
+    """``jax.grad`` of the first candidate loss that JAX can trace, at ``leaves`` in float64.
+
+    A candidate that traces but computes another value than the numpy forward (``expected``,
+    within ``tol``) is not differentiating the same function — numpy-only semantics such as
+    ``np.matrix``'s ``*`` silently change meaning on JAX arrays — and is rejected.  A JAX
+    *twin* (``twin=True``) is kept with a note instead: its gradient will then disagree, and the
+    triangulation blames the twin, which is the point of having three sources.
+
+    Args:
+        candidates: ``(description, loss)`` pairs; each ``loss`` takes a list of JAX arrays (one
+            per leaf) and returns a scalar.  They are tried in order.
+        leaves: the point, as float64 numpy arrays.
+        expected: the loss of the numpy forward at ``leaves``.
+        tol: the absolute difference in loss value tolerated.
+        twin: whether the candidates are a user-supplied JAX twin.
+
+    Returns:
+        The gradients as float64 numpy arrays, or ``grads=None`` with the first failure's reason.
+    """
+    if not jax_available():
+        return AutodiffResult(None, "", "JAX is not installed: no autodiff reference")
+    import jax
+    import jax.numpy as jnp
+
+    reasons = []
+    with jax.enable_x64(True):
+        point = [jnp.asarray(leaf, dtype=jnp.float64) for leaf in leaves]
+        for description, loss in candidates:
+            try:
+                value, grads = jax.value_and_grad(
+                    lambda ls, f=loss: jnp.real(jnp.asarray(f(ls)).reshape(()))
+                )(point)
+                out = tuple(np.asarray(g, dtype=np.float64) for g in grads)
+                value = float(value)
+            except Exception as exc:
+                reasons.append(f"{description}: {_reason(exc)}")
+                continue
+            if not all(np.isfinite(g).all() for g in out):
+                reasons.append(f"{description}: JAX's gradient holds NaN/Inf")
+                continue
+            if not abs(value - expected) <= tol:
+                mismatch = f"{description} gives the loss {value!r}, the forward {expected!r}"
+                if not twin:
+                    reasons.append(mismatch + " (not the same function on JAX arrays)")
+                    continue
+                return AutodiffResult(out, description, mismatch)
+            return AutodiffResult(out, description, "")
+    unique = list(dict.fromkeys(r.split(": ", 1)[1] for r in reasons))
+    return AutodiffResult(None, "", "no JAX path (" + "; ".join(unique) + ")")
+
+
+def _reason(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if len(first) > 160:
+        first = first[:157] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

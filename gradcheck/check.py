@@ -1,0 +1,769 @@
+"""Orchestration of a gradient check: hygiene, references, per-leaf verdicts, modes.
+
+``check_grad`` and ``check_layer`` reduce to one problem — a scalar loss over a pytree of float
+leaves and a hand gradient for each leaf — which :func:`_run` checks against finite differences
+and JAX, leaf by leaf, in the mode asked for.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import numpy as np
+
+from gradcheck import _hygiene as hy
+from gradcheck import autodiff, numeric
+from gradcheck._tree import TreeDef, flatten, path_name
+from gradcheck.compare import GRAD_ATOL_FRACTION, agreement, close, diagnose, tolerance, triangulate
+from gradcheck.errors import InvalidArgument
+from gradcheck.result import CheckResult, Element, LeafResult, Probe
+
+__all__ = ["CheckOptions", "Mode", "check_grad", "check_layer"]
+
+Mode = Literal["auto", "full", "directional"]
+_MODES = ("auto", "full", "directional")
+_REFERENCES = ("numeric", "autodiff")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    """Options every check understands (keyword-only at the public functions).
+
+    Attributes:
+        mode: ``"full"`` checks every element; ``"directional"`` compares directional
+            derivatives along ``probes`` seeded Gaussian directions; ``"auto"`` uses full for
+            small problems and directional screening (then full re-checks of failing leaves up
+            to ``localise_max`` elements) for large ones.
+        references: which references to use, a subset of ``("numeric", "autodiff")``.
+        jax_fun: a JAX twin of the forward with the same signature (``fun(params, *args)`` for
+            check_grad, ``forward(params, x)`` for check_layer).
+        rtol: relative tolerance override, a float or ``{dtype: float}``.
+        atol: absolute tolerance override, a float or ``{dtype: float}``.
+        seed: the only source of randomness (probes, dy, noise directions).
+        name: a label for reports and messages.
+        probes: number of directional probes per leaf.
+        worst: how many worst entries to keep per leaf.
+        time_axis: the axis of a sequence leaf that is time (for shift / time-step diagnoses);
+            ``None`` for no time axis.
+        full_max: in ``auto`` mode, problems with at most this many elements are checked in full.
+        localise_max: in ``auto`` mode, a leaf that fails screening is re-checked in full when
+            it has at most this many elements.
+        complex_step: ``None`` probes whether the forward is complex-safe, ``False`` never
+            uses the complex step.
+    """
+
+    mode: Mode = "auto"
+    references: tuple[str, ...] = _REFERENCES
+    jax_fun: Callable[..., Any] | None = None
+    rtol: float | Mapping[Any, float] | None = None
+    atol: float | Mapping[Any, float] | None = None
+    seed: int = 0
+    name: str | None = None
+    probes: int = 3
+    worst: int = 5
+    time_axis: int | None = 0
+    full_max: int = 2048
+    localise_max: int = 16384
+    complex_step: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The options as plain JSON values, for the report."""
+        def plain(v: Any) -> Any:
+            if isinstance(v, Mapping):
+                return {str(np.dtype(k)): float(x) for k, x in v.items()}
+            if callable(v):
+                return getattr(v, "__qualname__", repr(v))
+            return list(v) if isinstance(v, tuple) else v
+
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
+
+
+def _options(options: Mapping[str, Any]) -> CheckOptions:
+    """Validate keyword options at the public boundary (Hypothesis-style one-line checks)."""
+    known = {f.name for f in fields(CheckOptions)} - {"extra"}
+    for key in options:
+        if key not in known:
+            close_names = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close_names[0]!r}?" if close_names else ""
+            raise InvalidArgument(f"unknown option {key!r}{hint} Options are {sorted(known)}.")
+    opts = dict(options)
+    if "references" in opts:
+        refs = opts["references"]
+        refs = (refs,) if isinstance(refs, str) else tuple(refs)
+        bad = [r for r in refs if r not in _REFERENCES]
+        if bad or not refs:
+            raise InvalidArgument(
+                f"references={options['references']!r}: choose one or both of {_REFERENCES}."
+            )
+        opts["references"] = refs
+    if opts.get("mode", "auto") not in _MODES:
+        raise InvalidArgument(f"mode={opts['mode']!r}: expected one of {_MODES}.")
+    for key in ("probes", "worst", "full_max", "localise_max"):
+        if key in opts and (not isinstance(opts[key], int) or opts[key] < 1):
+            raise InvalidArgument(f"{key}={opts[key]!r}: expected a positive int.")
+    if "seed" in opts and not isinstance(opts["seed"], int | np.integer):
+        raise InvalidArgument(f"seed={opts['seed']!r}: expected an int.")
+    for key in ("rtol", "atol"):
+        v = opts.get(key)
+        if v is not None and not isinstance(v, Mapping) and not (
+            isinstance(v, int | float) and v >= 0
+        ):
+            raise InvalidArgument(f"{key}={v!r}: expected a non-negative float or {{dtype: float}}.")
+    if opts.get("jax_fun") is not None and not callable(opts["jax_fun"]):
+        raise InvalidArgument(f"jax_fun={opts['jax_fun']!r} is not callable.")
+    t = opts.get("time_axis", 0)
+    if t is not None and not isinstance(t, int):
+        raise InvalidArgument(f"time_axis={t!r}: expected an int or None.")
+    return CheckOptions(**opts)
+
+
+# ----------------------------------------------------------------------------- problem
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """A scalar loss over named float leaves, with the hand gradient of each leaf.
+
+    ``loss(tree)`` calls the user's forward on a tree rebuilt from leaves (numpy or JAX);
+    ``jax_candidates`` build JAX losses over the leaves for the autodiff reference.
+    """
+
+    kind: str
+    name: str
+    names: tuple[str, ...]
+    values: tuple[np.ndarray, ...]
+    subclasses: tuple[type, ...]
+    treedef: TreeDef
+    loss: Callable[[Any], Any]
+    hand: tuple[np.ndarray | None, ...]
+    jax_candidates: Callable[[], list[tuple[str, Callable[[list[Any]], Any]]]]
+    twin: bool
+    notes: tuple[str, ...]
+
+    def rebuild(self, leaves: Sequence[Any]) -> Any:
+        views = [
+            leaf.view(cls) if isinstance(leaf, np.ndarray) and cls is not np.ndarray else leaf
+            for leaf, cls in zip(leaves, self.subclasses, strict=True)
+        ]
+        return self.treedef.unflatten(views)
+
+
+def _leaves(tree: Any, root: str, strip: int = 0) -> tuple[list[str], list[np.ndarray], list[type], TreeDef]:
+    leaves, treedef = flatten(tree)
+    names, values, classes = [], [], []
+    for leaf in leaves:
+        name = path_name(leaf.path[strip:], root) if root or leaf.path[strip:] else "params"
+        names.append(name)
+        values.append(hy.validate_param(leaf.value, name))
+        classes.append(type(leaf.value) if isinstance(leaf.value, np.ndarray) else np.ndarray)
+    if not leaves:
+        raise InvalidArgument("params is empty: there is nothing to check.")
+    return names, values, classes, treedef
+
+
+def check_grad(
+    fun: Callable[..., Any], grad: Callable[..., Any], params: Any, *args: Any, **options: Any
+) -> CheckResult:
+    """Check a hand-derived gradient of a scalar loss against finite differences and JAX.
+
+    Args:
+        fun: ``fun(params, *args) -> scalar loss``.
+        grad: ``grad(params, *args) -> pytree`` shaped like ``params`` (or a flat tuple/list with
+            one gradient per leaf, in order).
+        params: a dict/list/tuple pytree of float arrays; every leaf is checked.
+        *args: passed through to ``fun`` and ``grad`` unchanged (data, labels, configuration).
+        **options: see :class:`CheckOptions`.
+
+    Returns:
+        A :class:`~gradcheck.CheckResult`; call ``.raise_for_failure()`` in a test.
+
+    Raises:
+        InvalidArgument: bad options or parameters (integer leaves, non-arrays).
+        NonFiniteError, GradientStructureError, UserCodeError, InputMutated, NonDeterministic:
+            problems with the user's code, each naming the tensor involved.
+
+    Examples:
+        >>> import numpy as np, gradcheck as gc
+        >>> W = np.arange(6.0).reshape(2, 3) / 10
+        >>> res = gc.check_grad(lambda p: np.sum(p["W"] ** 3), lambda p: {"W": 3 * p["W"] ** 2},
+        ...                     {"W": W}, references=("numeric",))
+        >>> res.verdict
+        'pass'
+    """
+    opts = _options(options)
+    names, values, classes, treedef = _leaves(params, "")
+    label = opts.name or getattr(fun, "__name__", "fun")
+
+    def loss(tree: Any) -> Any:
+        return fun(tree, *hy.copy_tree(args))
+
+    pristine = hy.copy_tree((params, args))
+    passed = hy.copy_tree((params, args))
+    what = f"{label}(params, *args)"
+    f0 = hy.call_user(fun, what, passed[0], *passed[1], where="computing the loss at the given point")
+    hy.raise_if_mutated(pristine, passed, "", f"the loss function {label}")
+    f0 = hy.scalar_loss(f0, what)
+    hy.check_finite_loss(float(np.real(f0)), what)
+
+    given = hy.copy_tree((params, args))
+    grad_name = getattr(grad, "__name__", "grad")
+    raw = hy.call_user(grad, f"{grad_name}(params, *args)", given[0], *given[1],
+                       where="computing the hand gradient")
+    notes = []
+    if hy.first_change(pristine, given, "") is not None:
+        notes.append(f"{grad_name} modifies its inputs ({hy.first_change(pristine, given, '')}); "
+                     "gradcheck passes copies, so the check is unaffected")
+    hand, hand_notes = hy.validate_hand(raw, names, [v.shape for v in values], what=grad_name)
+
+    def candidates() -> list[tuple[str, Callable[[list[Any]], Any]]]:
+        out = []
+        if opts.jax_fun is not None:
+            twin = opts.jax_fun
+            out.append(("the jax_fun twin",
+                        lambda ls: twin(treedef.unflatten(ls), *autodiff.to_jax(hy.copy_tree(args)))))
+            return out
+        out.append(("the forward on JAX arrays",
+                    lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(hy.copy_tree(args)))))
+        out.append(("the forward on JAX parameters and numpy args",
+                    lambda ls: fun(treedef.unflatten(ls), *hy.copy_tree(args))))
+        return out
+
+    problem = _Problem("check_grad", label, tuple(names), tuple(values), tuple(classes), treedef,
+                       loss, tuple(hand), candidates, opts.jax_fun is not None,
+                       tuple(notes + hand_notes))
+    return _run(problem, opts, float(np.real(f0)))
+
+
+def check_layer(layer: Any, params: Any, x: Any, **options: Any) -> CheckResult:
+    """Check a layer's hand-derived backward, for its parameters and its input.
+
+    The layer has no scalar loss, so it is checked through ``L = ⟨dy, forward(params, x)⟩`` with
+    a random ``dy`` (seeded by ``seed``): ``backward(params, x, dy)`` must return
+    ``(dparams, dx)`` = ``(∂L/∂params, ∂L/∂x)``.  ``dx`` may be ``None`` (not checked).
+
+    Args:
+        layer: an object with ``forward(params, x) -> y`` and
+            ``backward(params, x, dy) -> (dparams, dx)``; see :mod:`gradcheck.adapters` for
+            CS231n-style functions and stateful layer objects.
+        params: pytree of float arrays (may be empty ``{}`` for parameter-free layers).
+        x: the input, a float array (or pytree of them); checked as the leaf ``x``.
+        **options: see :class:`CheckOptions`; ``jax_fun`` is a JAX twin of ``forward``.
+
+    Returns:
+        A :class:`~gradcheck.CheckResult`.
+
+    Examples:
+        >>> import numpy as np, gradcheck as gc
+        >>> class Scale:
+        ...     def forward(self, p, x): return p["a"] * x
+        ...     def backward(self, p, x, dy): return {"a": np.sum(dy * x)}, p["a"] * dy
+        >>> gc.check_layer(Scale(), {"a": np.array(2.0)}, np.ones(3)).passed
+        True
+    """
+    opts = _options(options)
+    for method in ("forward", "backward"):
+        if not callable(getattr(layer, method, None)):
+            raise InvalidArgument(
+                f"layer {type(layer).__name__} has no {method}() method: expected forward(params, "
+                "x) and backward(params, x, dy). For CS231n-style functions use "
+                "gc.cs231n_layer(forward, backward); for objects that keep a cache use "
+                "gc.stateful_layer(obj, ...)."
+            )
+    label = opts.name or type(layer).__name__
+    tree = {"params": params, "x": x}
+    names, values, classes, treedef = _leaves(tree, "", strip=1)
+    n_params = _count(params)
+    names = names[:n_params] + [path_name(leaf.path, "x") for leaf in flatten(x)[0]]
+    fwd = f"{label}.forward(params, x)"
+
+    pristine = hy.copy_tree(tree)
+    passed = hy.copy_tree(tree)
+    y0 = hy.call_user(layer.forward, fwd, passed["params"], passed["x"], where="at the given point")
+    hy.raise_if_mutated(pristine, passed, "", fwd)
+    y0 = _layer_output(y0, fwd)
+    rng = np.random.default_rng(opts.seed)
+    # dy exactly representable in y's dtype: the backward and the references see the same dy.
+    dy = rng.standard_normal(y0.shape).astype(y0.dtype).astype(np.float64)
+
+    def loss(t: Any) -> Any:
+        y = layer.forward(t["params"], t["x"])
+        return _contract(y, dy)
+
+    f0 = float(np.sum(dy * np.asarray(y0, np.float64)))
+    hy.check_finite_loss(f0, fwd)
+
+    given = hy.copy_tree(tree)
+    bwd = f"{label}.backward(params, x, dy)"
+    raw = hy.call_user(layer.backward, bwd, given["params"], given["x"], dy.astype(y0.dtype),
+                       where="computing the hand gradient")
+    notes = []
+    change = hy.first_change(pristine, given, "")
+    if change is not None:
+        notes.append(f"{bwd} modifies its inputs ({change}); gradcheck passes copies, so the "
+                     "check is unaffected")
+    if not isinstance(raw, tuple | list) or len(raw) != 2:
+        n = len(raw) if isinstance(raw, tuple | list) else 1
+        raise InvalidArgument(
+            f"{bwd} must return (dparams, dx); it returned {n} value(s). For CS231n-style "
+            "backwards returning (dx, dw, db) use gc.cs231n_layer(forward, backward)."
+        )
+    hand_p, notes_p = hy.validate_hand(raw[0] if n_params else [], names[:n_params],
+                                       [v.shape for v in values[:n_params]], what=bwd)
+    hand_x, notes_x = hy.validate_hand(raw[1], names[n_params:],
+                                       [v.shape for v in values[n_params:]], what=bwd,
+                                       optional=names[n_params:])
+
+    def candidates() -> list[tuple[str, Callable[[list[Any]], Any]]]:
+        forward = opts.jax_fun if opts.jax_fun is not None else layer.forward
+        desc = "the jax_fun twin" if opts.jax_fun is not None else "the forward on JAX arrays"
+
+        def jloss(ls: list[Any]) -> Any:
+            t = treedef.unflatten(ls)
+            return _contract(forward(t["params"], t["x"]), dy)
+
+        return [(desc, jloss)]
+
+    problem = _Problem("check_layer", label, tuple(names), tuple(values), tuple(classes), treedef,
+                       loss, tuple(hand_p + hand_x), candidates, opts.jax_fun is not None,
+                       tuple(notes + notes_p + notes_x))
+    return _run(problem, opts, f0)
+
+
+def _count(tree: Any) -> int:
+    return len(flatten(tree)[0]) if tree is not None else 0
+
+
+def _layer_output(y: Any, what: str) -> np.ndarray:
+    if isinstance(y, tuple | list):
+        raise InvalidArgument(
+            f"{what} returned a {type(y).__name__} of {len(y)} values; expected the output array. "
+            "For CS231n-style (out, cache) functions use gc.cs231n_layer(forward, backward)."
+        )
+    arr = np.asarray(y)
+    if arr.dtype.kind != "f":
+        raise InvalidArgument(f"{what} returned dtype {arr.dtype}; expected a float array.")
+    bad = hy.first_nonfinite(arr)
+    if bad is not None:
+        raise hy.NonFiniteError(
+            f"{what} returned {bad[1]} at {list(bad[0])} of its output: check the point."
+        )
+    return arr
+
+
+def _contract(y: Any, dy: np.ndarray) -> Any:
+    """``⟨dy, y⟩`` in the namespace of ``y`` (numpy, or jax.numpy under tracing)."""
+    get = getattr(y, "__array_namespace__", None)
+    if get is None:
+        return np.sum(dy * np.asarray(y))
+    xp = get()
+    return xp.sum(xp.asarray(dy) * y)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Context:
+    """What every leaf check needs: the objective, tolerance scales, autodiff, options."""
+
+    problem: _Problem
+    opts: CheckOptions
+    obj: numeric.Objective
+    eps: float
+    precision: np.dtype[Any]
+    complex_ok: bool
+    ad: tuple[np.ndarray, ...] | None
+    rng: np.random.Generator
+    global_scale: float = 0.0
+
+
+def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
+    notes = list(problem.notes)
+    eval_dtype = np.float64
+
+    def evaluate(leaves: Sequence[np.ndarray]) -> Any:
+        cast = [leaf if np.iscomplexobj(leaf) else leaf.astype(eval_dtype, copy=False)
+                for leaf in leaves]
+        value = hy.call_user(problem.loss, f"{problem.name}'s forward", problem.rebuild(cast),
+                             where=obj.context)
+        return hy.scalar_loss(value, f"{problem.name}'s forward")
+
+    base = [v.astype(np.float64) for v in problem.values]
+    obj = numeric.Objective(evaluate, base, f0=f0)
+    first = obj(base, "evaluating the loss in float64")
+    again = obj(base, "re-evaluating the loss in float64")
+    hy.check_deterministic([float(np.real(first)), float(np.real(again))],
+                           f"{problem.name}'s forward")
+    obj.f0 = float(np.real(first))
+    rng = np.random.default_rng(opts.seed)
+    use_numeric = "numeric" in opts.references
+    if use_numeric:
+        obj.noise = numeric.estimate_noise(obj, rng)
+    eps = numeric.relative_step(obj.noise, obj.f0) if use_numeric else numeric.EPS64
+    precision = _precision_class(eps)
+    if precision != np.dtype(np.float64):
+        notes.append(f"the forward computes in lower precision than float64 (relative noise "
+                     f"{eps:.1g}, about {precision}): finite-difference steps and tolerances "
+                     f"follow {precision}")
+    ad = None
+    references = []
+    if use_numeric:
+        references.append("numeric")
+    if "autodiff" in opts.references:
+        tol = 1e3 * max(obj.noise, numeric.EPS64 * abs(obj.f0)) + 1e-300
+        got = autodiff.gradient(problem.jax_candidates(), base, expected=obj.f0, tol=tol,
+                                twin=problem.twin)
+        if got.grads is not None:
+            ad = got.grads
+            references.append("autodiff")
+            if got.note:
+                notes.append(f"the JAX twin does not compute the forward's loss ({got.note})")
+        else:
+            notes.append(got.note + "; the verdict uses "
+                         + ("hand vs finite differences only" if use_numeric else "no reference"))
+    if not references:
+        raise InvalidArgument("no reference is available: enable 'numeric' in references, or "
+                              "make the forward JAX-traceable / pass jax_fun.")
+    complex_ok = False
+    if use_numeric and opts.complex_step is not False:
+        complex_ok = numeric.complex_safe(obj, rng, eps=eps, tol=1e-6).safe
+    ctx = _Context(problem, opts, obj, eps, precision, complex_ok, ad, rng)
+    ctx.global_scale = max(
+        (float(np.max(np.abs(r))) for r in (ad or [h for h in problem.hand if h is not None]) if r.size),
+        default=0.0,
+    )
+    total = sum(v.size for v, h in zip(problem.values, problem.hand, strict=True) if h is not None)
+    results = []
+    for k, hand in enumerate(problem.hand):
+        if hand is None:
+            continue
+        results.append(_check_leaf(ctx, k, hand, total))
+    n_kinks = sum(r.n_kinks for r in results)
+    if n_kinks:
+        notes.append(f"the forward is not differentiable at {n_kinks} checked entr"
+                     f"{'y' if n_kinks == 1 else 'ies'} (one-sided slopes differ: ReLU at 0, a "
+                     "max tie); those entries are reported, not judged")
+    verdicts = {r.verdict for r in results}
+    verdict = "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
+    mode = opts.mode if opts.mode != "auto" else "auto:" + "+".join(sorted({r.mode for r in results}))
+    return CheckResult(
+        name=problem.name, kind=problem.kind, verdict=verdict, mode=mode, seed=opts.seed,
+        references=tuple(references), leaves=tuple(results), notes=tuple(notes),
+        forward_calls=obj.calls, loss=obj.f0, forward_noise=obj.noise, options=opts.summary(),
+    )
+
+
+def _precision_class(eps: float) -> np.dtype[Any]:
+    if eps > 1e-4:
+        return np.dtype(np.float16)
+    if eps > numeric.LOW_PRECISION_NOISE:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _lower(a: np.dtype[Any], b: np.dtype[Any]) -> np.dtype[Any]:
+    return a if np.finfo(a).eps >= np.finfo(b).eps else b
+
+
+def _check_leaf(ctx: _Context, k: int, hand: np.ndarray, total: int) -> LeafResult:
+    opts, size = ctx.opts, hand.size
+    mode = opts.mode
+    if mode == "auto":
+        mode = "full" if (total <= opts.full_max or size <= 4 * opts.probes) else "directional"
+    if "numeric" not in opts.references:
+        mode = "full"  # autodiff alone compares every element at no extra cost
+    if mode == "directional":
+        leaf = _directional_leaf(ctx, k, hand)
+        needs_full = leaf.verdict != "pass" and ctx.ad is None
+        if opts.mode == "auto" and needs_full and size <= opts.localise_max:
+            located = _full_leaf(ctx, k, hand)
+            note = f"directional screening gave '{leaf.verdict}'; re-checked every element"
+            return _with_notes(located, note, "auto:full")
+        return leaf
+    return _full_leaf(ctx, k, hand)
+
+
+def _with_notes(leaf: LeafResult, note: str, mode: str) -> LeafResult:
+    from dataclasses import replace
+
+    return replace(leaf, notes=(*leaf.notes, note), mode=mode)
+
+
+def _tolerances(ctx: _Context, k: int, hand: np.ndarray, ref_scale: float) -> tuple[float, float, np.dtype[Any]]:
+    judged = _lower(np.dtype(ctx.problem.values[k].dtype if hand.dtype.kind != "f" else hand.dtype),
+                    ctx.precision)
+    rtol = tolerance(judged, ctx.opts.rtol)
+    if ctx.opts.atol is not None:
+        atol = tolerance(judged, ctx.opts.atol)
+    else:
+        atol = rtol * (GRAD_ATOL_FRACTION * ref_scale + 1e-6 * ctx.global_scale) + 1e-300
+    return rtol, atol, judged
+
+
+def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
+    problem, opts, obj = ctx.problem, ctx.opts, ctx.obj
+    name = problem.names[k]
+    hand = hand_native.astype(np.float64).ravel()
+    n = hand.size
+    ad = ctx.ad[k].ravel() if ctx.ad is not None else None
+    num = err = left = right = None
+    kink = np.zeros(n, bool)
+    method = None
+    if "numeric" in opts.references:
+        rtol0 = tolerance(_lower(hand_native.dtype, ctx.precision), opts.rtol)
+        parts = _partials(ctx, k, np.arange(n), hand, ad, rtol0)
+        num, err, left, right, kink, method = (parts.value, parts.error, parts.left, parts.right,
+                                               parts.kink, parts.method)
+    ref = ad if ad is not None else num
+    assert ref is not None
+    scale = float(np.max(np.abs(ref[~kink]))) if (~kink).any() else 0.0
+    rtol, atol, judged = _tolerances(ctx, k, hand_native, scale)
+    unreliable = np.zeros(n, bool)
+    if num is not None and err is not None:
+        unreliable = (err > 0.1 * np.maximum(np.abs(num), scale)) & ~kink
+    hn = ha = na = None
+    if num is not None:
+        hn = close(hand, num, rtol=rtol, atol=atol, err=err)
+    if ad is not None:
+        ha = close(hand, ad, rtol=rtol, atol=atol)
+    if num is not None and ad is not None:
+        na = close(num, ad, rtol=tolerance(ctx.precision, opts.rtol), atol=atol, err=err)
+    if unreliable.any() and hn is not None:
+        status = _statuses_with_unreliable(hn, ha, na, unreliable)
+    else:
+        status = triangulate(hn, ha, na)
+    status[kink] = "kink"
+    return _leaf_result(ctx, k, hand_native, status, num, err, ad, left, right, kink, rtol, atol,
+                        judged, method, "full")
+
+
+def _statuses_with_unreliable(hn: np.ndarray, ha: np.ndarray | None, na: np.ndarray | None,
+                              unreliable: np.ndarray) -> np.ndarray:
+    status = triangulate(hn, ha, na)
+    if ha is not None:
+        status[unreliable] = triangulate(None, ha[unreliable], None)
+    else:
+        status[unreliable] = "unverified"
+    return status
+
+
+def _partials(ctx: _Context, k: int, idx: np.ndarray, hand: np.ndarray, ad: np.ndarray | None,
+              rtol: float) -> numeric.Partials:
+    """Complex step where the forward allows it, with central-difference re-measurement of every
+    entry where the complex step disagrees with the hand gradient or autodiff."""
+    name = ctx.problem.names[k]
+    if not ctx.complex_ok:
+        return numeric.central_partials(ctx.obj, k, idx, eps=ctx.eps, kink_rtol=rtol, name=name)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        try:
+            cs = numeric.complex_partials(ctx.obj, k, idx, name=name)
+        except hy.UserCodeError:
+            ctx.complex_ok = False
+            return numeric.central_partials(ctx.obj, k, idx, eps=ctx.eps, kink_rtol=rtol, name=name)
+    scale = float(np.max(np.abs(cs.value))) if cs.value.size else 0.0
+    floor = rtol * GRAD_ATOL_FRACTION * scale
+    suspect = ~close(hand[idx], cs.value, rtol=rtol, atol=floor, err=cs.error)
+    if ad is not None:
+        suspect |= ~close(ad[idx], cs.value, rtol=rtol, atol=floor, err=cs.error)
+    if not suspect.any():
+        return cs
+    re = numeric.central_partials(ctx.obj, k, idx[suspect], eps=ctx.eps, kink_rtol=rtol, name=name)
+    value, error = cs.value.copy(), cs.error.copy()
+    left, right, kink = cs.left.copy(), cs.right.copy(), cs.kink.copy()
+    value[suspect], error[suspect] = re.value, re.error
+    left[suspect], right[suspect], kink[suspect] = re.left, re.right, re.kink
+    return numeric.Partials(idx, value, error, left, right, kink, "complex+central")
+
+
+def _probe_seed(seed: int, k: int, p: int) -> int:
+    return int(np.random.SeedSequence([seed, k, p]).generate_state(1)[0])
+
+
+def _directional_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
+    opts, obj = ctx.opts, ctx.obj
+    name = ctx.problem.names[k]
+    hand = hand_native.astype(np.float64)
+    ad = ctx.ad[k] if ctx.ad is not None else None
+    x = obj.base[k]
+    rtol, atol, judged = _tolerances(ctx, k, hand_native,
+                                     float(np.max(np.abs(ad))) if ad is not None and ad.size else 0.0)
+    probes, hn_all, na_all, kinks = [], [], [], 0
+    method = None
+    for p in range(opts.probes):
+        seed = _probe_seed(opts.seed, k, p)
+        u = np.random.default_rng(seed).standard_normal(x.shape) * np.maximum(1.0, np.abs(x))
+        ph = float(np.sum(hand * u))
+        pa = float(np.sum(ad * u)) if ad is not None else None
+        d = _directional(ctx, k, u, ph, rtol, name)
+        method = d.method
+        size = max(float(np.linalg.norm(hand * u)), abs(d.value))
+        tol = rtol * size + atol * float(np.linalg.norm(u))
+        if d.kink:
+            kinks += 1
+            probes.append(Probe(seed, ph, d.value, d.error, pa, "kink"))
+            continue
+        ok_hn = abs(ph - d.value) <= tol + d.error
+        hn_all.append(ok_hn)
+        ok_na = None if pa is None else abs(pa - d.value) <= tol + d.error
+        if ok_na is not None:
+            na_all.append(ok_na)
+        status = "ok" if ok_hn and ok_na is not False else ("hand" if ok_na in (True, None) else "numeric")
+        probes.append(Probe(seed, ph, d.value, d.error, pa, status))
+    hn = bool(all(hn_all)) if hn_all else None
+    na = bool(all(na_all)) if na_all else None
+    n = hand.size
+    ha = close(hand, ad, rtol=rtol, atol=atol).ravel() if ad is not None else None
+    hn_arr = None if hn is None else np.full(n, hn)
+    na_arr = None if na is None or ha is None else np.full(n, na)
+    if hn_arr is None and ha is None:
+        status = np.full(n, "unverified", dtype=object)
+    else:
+        status = triangulate(hn_arr, ha, na_arr)
+        if ha is not None and hn is False and na:
+            status = np.where(ha, "ok", "hand").astype(object)  # localised by autodiff
+    leaf = _leaf_result(ctx, k, hand_native, status, None, None,
+                        ad.ravel() if ad is not None else None, None, None, np.zeros(n, bool),
+                        rtol, atol, judged, method, "directional", tuple(probes))
+    if kinks:
+        from dataclasses import replace
+
+        leaf = replace(leaf, notes=(*leaf.notes, f"{kinks} of {opts.probes} probes cross a point "
+                                    "where the forward is not differentiable"))
+    return leaf
+
+
+def _directional(ctx: _Context, k: int, u: np.ndarray, ph: float, rtol: float,
+                 name: str) -> numeric.Directional:
+    if ctx.complex_ok:
+        d = numeric.directional_complex(ctx.obj, k, u, name=name)
+        if abs(ph - d.value) <= rtol * max(abs(ph), abs(d.value)) + d.error:
+            return d
+    return numeric.directional_central(ctx.obj, k, u, eps=ctx.eps, kink_rtol=rtol, name=name)
+
+
+def _leaf_result(
+    ctx: _Context, k: int, hand_native: np.ndarray, status: np.ndarray,
+    num: np.ndarray | None, err: np.ndarray | None, ad: np.ndarray | None,
+    left: np.ndarray | None, right: np.ndarray | None, kink: np.ndarray,
+    rtol: float, atol: float, judged: np.dtype[Any], method: str | None, mode: str,
+    probes: tuple[Probe, ...] = (),
+) -> LeafResult:
+    problem, opts = ctx.problem, ctx.opts
+    name, shape = problem.names[k], hand_native.shape
+    hand = hand_native.astype(np.float64).ravel()
+    status = np.asarray(status, dtype=object).ravel()
+    smooth = ~kink
+    hvn = hva = nva = None
+    if num is not None:
+        hvn, _ = agreement(hand, num, rtol=rtol, atol=atol, err=err if err is not None else 0.0,
+                           mask=smooth & (status != "unverified"))
+    if ad is not None:
+        hva, _ = agreement(hand, ad, rtol=rtol, atol=atol, mask=smooth)
+    if num is not None and ad is not None:
+        nva, _ = agreement(num, ad, rtol=tolerance(ctx.precision, opts.rtol), atol=atol,
+                           err=err if err is not None else 0.0, mask=smooth)
+    verdict, blame = _verdict(status)
+    ref = ad if ad is not None else num
+    bad = np.isin(status, ("hand", "autodiff", "inconclusive"))
+    diagnosis = None
+    if verdict == "fail" and ref is not None and blame == "hand":
+        diagnosis = diagnose(hand_native.astype(np.float64), ref.reshape(shape),
+                             (status == "hand").reshape(shape), rtol=rtol, atol=atol,
+                             err=0.0 if ad is not None else err.reshape(shape) if err is not None else 0.0,
+                             time_axis=opts.time_axis)
+    elif verdict == "fail" and probes and ref is None:
+        diagnosis = _probe_diagnosis(probes, rtol)
+    worst = _worst(shape, hand, num, err, ad, status, bad, opts.worst, rtol, atol)
+    kinks = tuple(
+        Element(_unravel(i, shape), float(hand[i]), None if num is None else float(num[i]),
+                None if err is None else float(err[i]), None if ad is None else float(ad[i]),
+                "kink", None if left is None else float(left[i]),
+                None if right is None else float(right[i]))
+        for i in np.flatnonzero(kink)[: opts.worst]
+    )
+    notes = []
+    if hand_native.dtype != problem.values[k].dtype:
+        notes.append(f"the hand gradient is {hand_native.dtype} for a {problem.values[k].dtype} "
+                     f"tensor: judged with {judged} tolerances")
+    n_unverified = int(np.count_nonzero(status == "unverified"))
+    if n_unverified:
+        notes.append(f"{n_unverified} entries could not be verified (finite differences too "
+                     "inaccurate there and no autodiff reference)")
+    if verdict == "pass" and blame == "numeric":
+        notes.append("finite differences disagree on some entries where autodiff confirms the "
+                     "hand gradient (a step or round-off problem of the numeric reference)")
+    fd_err = float(np.max(err)) if err is not None and err.size else (
+        max((p.numeric_error or 0.0) for p in probes) if probes else math.nan)
+    return LeafResult(
+        name=name, shape=tuple(shape), dtype=str(hand_native.dtype), verdict=verdict, blame=blame,
+        mode=mode, rtol=rtol, atol=atol, tolerance_dtype=str(judged), fd_error_estimate=fd_err,
+        numeric_method=method, hand_vs_numeric=hvn, hand_vs_autodiff=hva,
+        numeric_vs_autodiff=nva, n_elements=hand.size,
+        n_checked=int(np.count_nonzero((status != "kink") & (status != "unverified"))),
+        n_mismatched=int(np.count_nonzero(bad)), n_kinks=int(kink.sum()), worst=worst,
+        kinks=kinks, diagnosis=diagnosis, probes=probes, notes=tuple(notes),
+    )
+
+
+def _verdict(status: np.ndarray) -> tuple[str, Any]:
+    present = set(status.tolist())
+    if "hand" in present:
+        return "fail", "hand"
+    if "autodiff" in present:
+        return "fail", "autodiff"
+    if "inconclusive" in present:
+        return "inconclusive", "all"
+    if "unverified" in present:
+        return "inconclusive", None
+    if "numeric" in present:
+        return "pass", "numeric"
+    return "pass", None
+
+
+def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(j) for j in np.unravel_index(int(i), shape)) if shape else ()
+
+
+def _worst(shape: tuple[int, ...], hand: np.ndarray, num: np.ndarray | None,
+           err: np.ndarray | None, ad: np.ndarray | None, status: np.ndarray, bad: np.ndarray,
+           k: int, rtol: float, atol: float) -> tuple[Element, ...]:
+    ref = ad if ad is not None else num
+    if ref is None:
+        return ()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = np.abs(hand - ref) / (rtol * np.maximum(np.abs(hand), np.abs(ref)) + atol)
+    excess = np.where(status == "kink", -1.0, excess)
+    order = np.argsort(-excess, kind="stable")
+    if bad.any():
+        order = np.concatenate([order[bad[order]], order[~bad[order]]])
+    return tuple(
+        Element(_unravel(i, shape), float(hand[i]), None if num is None else float(num[i]),
+                None if err is None else float(err[i]), None if ad is None else float(ad[i]),
+                str(status[i]))
+        for i in order[:k]
+        if status[i] != "kink"
+    )
+
+
+def _probe_diagnosis(probes: tuple[Probe, ...], rtol: float) -> Any:
+    """Without an elementwise reference, a constant ratio ⟨hand,u⟩/⟨ref,u⟩ over all probes still
+    names a sign flip, a scale factor or an all-zero gradient."""
+    from gradcheck.compare import diagnose as _diag
+
+    hand = np.array([p.hand for p in probes if p.numeric is not None and p.status != "kink"])
+    ref = np.array([p.numeric for p in probes if p.numeric is not None and p.status != "kink"])
+    err = np.array([p.numeric_error or 0.0 for p in probes if p.numeric is not None and p.status != "kink"])
+    if hand.size < 2:
+        return None
+    found = _diag(hand, ref, np.ones(hand.size, bool), rtol=rtol, atol=0.0, err=err, time_axis=None)
+    if found is not None and found.kind in ("zero", "sign_flip", "scale"):
+        return found
+    return None

@@ -1,0 +1,171 @@
+"""The ``gradcheck`` command: ``gradcheck audit [MODULE ...]`` checks every declared case.
+
+A module declares its cases as a list (or a function returning a list) named
+``GRADCHECK_CASES`` of plain dicts, so declaring them needs no import of gradcheck::
+
+    GRADCHECK_CASES = [
+        {"name": "dense/tanh", "layer": Dense(), "params": {"W": W, "b": b}, "x": x},
+        {"name": "mse", "fun": loss, "grad": loss_grad, "params": {"W": W}, "args": (x, d),
+         "options": {"rtol": 1e-6}},
+    ]
+
+A case with ``layer`` goes to :func:`gradcheck.check_layer`, one with ``fun``/``grad`` to
+:func:`gradcheck.check_grad`; ``options`` are the check's keyword options.  With no module the
+built-in reference zoo (``reference.cases``) is audited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from gradcheck.errors import GradcheckError
+
+__all__ = ["audit", "load_cases", "main", "run_case"]
+
+AUDIT_SCHEMA = "gradcheck.audit/1"
+_REQUIRED = {"layer": ("params", "x"), "fun": ("grad", "params")}
+
+
+def load_cases(module_name: str) -> list[dict[str, Any]]:
+    """Import ``module_name`` and return its validated ``GRADCHECK_CASES``."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"gradcheck audit: cannot import {module_name!r}: {exc}") from exc
+    declared = getattr(module, "GRADCHECK_CASES", None)
+    if declared is None:
+        raise SystemExit(
+            f"gradcheck audit: {module_name} declares no GRADCHECK_CASES: add a list of dicts "
+            "such as {'name': ..., 'layer': ..., 'params': ..., 'x': ...} (see gradcheck.cli)."
+        )
+    cases = declared() if callable(declared) else declared
+    out = []
+    for i, case in enumerate(cases):
+        if not isinstance(case, Mapping):
+            raise SystemExit(f"gradcheck audit: {module_name}.GRADCHECK_CASES[{i}] is not a dict")
+        kind = "layer" if "layer" in case else "fun" if "fun" in case else None
+        missing = [] if kind is None else [k for k in _REQUIRED[kind] if k not in case]
+        if kind is None or missing:
+            raise SystemExit(
+                f"gradcheck audit: {module_name}.GRADCHECK_CASES[{i}] needs 'layer', 'params', 'x' "
+                f"or 'fun', 'grad', 'params' (missing {missing or ['layer or fun']})"
+            )
+        out.append({"name": f"{module_name}[{i}]", "module": module_name, **case})
+    return out
+
+
+def run_case(case: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one declared case; an error inside user code becomes an ``error`` row, not a crash."""
+    import gradcheck as gc
+
+    options = {"name": case["name"], **case.get("options", {})}
+    start = time.perf_counter()
+    try:
+        if "layer" in case:
+            res = gc.check_layer(case["layer"], case["params"], case["x"], **options)
+        else:
+            res = gc.check_grad(case["fun"], case["grad"], case["params"], *case.get("args", ()),
+                                **options)
+        row = res.to_dict()
+    except GradcheckError as exc:
+        row = {"name": case["name"], "verdict": "error", "passed": False,
+               "error": f"{type(exc).__name__}: {exc}", "leaves": []}
+    row["module"] = case.get("module")
+    row["family"] = case.get("family", str(case["name"]).split("/")[0])
+    row["seconds"] = round(time.perf_counter() - start, 4)
+    return row
+
+
+def _progress(i: int, n: int, name: str, stream: TextIO) -> None:
+    if not stream.isatty():
+        return
+    width = 30
+    filled = int(width * i / max(n, 1))
+    stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {i}/{n} {name[:40]:<40}")
+    stream.flush()
+
+
+def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = [f"{'case':<34} {'tensor':<12} {'dtype':<8} {'worst rel err':>13}  verdict"]
+    for row in rows:
+        if row["verdict"] == "error":
+            lines.append(f"{row['name'][:34]:<34} {'-':<12} {'-':<8} {'-':>13}  ERROR")
+            continue
+        for leaf in row["leaves"]:
+            err = leaf.get("max_rel_err")
+            shown = f"{err:.2e}" if isinstance(err, float) else str(err)
+            lines.append(f"{row['name'][:34]:<34} {leaf['name'][:12]:<12} {leaf['dtype']:<8} "
+                         f"{shown:>13}  {leaf['verdict']}")
+    return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
+          runner: Callable[[Mapping[str, Any]], dict[str, Any]] = run_case) -> int:
+    """Check every case the modules declare, print a summary, write ``gradcheck.json``.
+
+    Returns:
+        The exit code: 0 only when every check passes.
+    """
+    cases = [case for name in modules for case in load_cases(name)]
+    if not cases:
+        stream.write("gradcheck audit: no cases declared\n")
+        return 2
+    start = time.perf_counter()
+    rows = []
+    for i, case in enumerate(cases):
+        _progress(i, len(cases), str(case["name"]), stream)
+        rows.append(runner(case))
+    _progress(len(cases), len(cases), "done", stream)
+    if stream.isatty():
+        stream.write("\n")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    elapsed = time.perf_counter() - start
+    document = {"schema": AUDIT_SCHEMA, "modules": list(modules), "seconds": round(elapsed, 3),
+                "counts": counts, "results": rows}
+    target = out_dir / "gradcheck.json"
+    _write_atomic(target, json.dumps(document, indent=1, allow_nan=False))
+    stream.write(_table(rows) + "\n")
+    for row in rows:
+        if row["verdict"] == "error":
+            stream.write(f"\n{row['name']}: {row['error']}\n")
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {target}\n")
+    return 0 if all(row["verdict"] == "pass" for row in rows) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gradcheck`` console script."""
+    parser = argparse.ArgumentParser(prog="gradcheck", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_audit = sub.add_parser("audit", help="check every case a module declares "
+                             "(default: the built-in reference zoo)")
+    p_audit.add_argument("modules", nargs="*", default=["reference.cases"],
+                         help="modules declaring GRADCHECK_CASES (default: reference.cases)")
+    p_audit.add_argument("-o", "--out", default="reports", help="output folder (default: reports)")
+    args = parser.parse_args(argv)
+    if args.command == "audit":
+        return audit(args.modules, Path(args.out))
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

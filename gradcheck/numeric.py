@@ -1,0 +1,337 @@
+"""Finite differences: step rules, central / Richardson / complex-step estimates with error bars.
+
+Every estimator here works on an :class:`Objective` — the user's scalar loss as a function of a
+list of float64 arrays (the flattened parameter pytree) — and returns values *with* an error
+estimate (truncation + round-off), so that agreement can be judged against what finite
+differences can actually resolve rather than against a guessed tolerance.
+
+Notes:
+    Central differences ``D(h) = (f(x+h) - f(x-h)) / 2h`` have truncation error ``h²f'''/6`` and
+    round-off error ``≈ σ/h`` where ``σ`` is the noise of ``f``; the step ``h = ε^(1/3)·max(1, |x|)``
+    balances the two (Numerical Recipes §5.7), with ``ε`` the *measured* relative noise of the
+    forward (machine epsilon for a float64 forward, larger for one that computes in float32
+    inside).  The step is realised exactly as ``(x + h) - x`` so the divisor is the displacement the
+    forward actually saw.  Richardson extrapolation ``R = (4·D(h/2) − D(h)) / 3`` cancels the
+    ``h²`` term; ``|R − D(h/2)|`` bounds what is left.  The four evaluations also give one-sided
+    differences at two steps: at a kink (ReLU at 0, a max-pool tie) the gap between the right and
+    left slopes stays put when the step halves, where a smooth function's gap halves with it.
+    The complex step ``Im f(x + ih)/h`` has no subtractive cancellation and is exact to rounding
+    for analytic forwards; it is used only after a probe shows the forward is complex-safe.
+
+References:
+    W. H. Press et al., *Numerical Recipes*, 3rd ed., §5.7 (numerical derivatives).
+    L. F. Richardson (1911), the deferred approach to the limit.
+    J. N. Lyness & C. B. Moler (1967); W. Squire & G. Trapp (1998), complex-step derivatives.
+    J. J. Moré & S. M. Wild (2011), "Estimating computational noise" (ECnoise).
+    scipy.optimize._numdiff (``_compute_absolute_step``); numdifftools (``make_exact``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ComplexProbe",
+    "Directional",
+    "Objective",
+    "Partials",
+    "central_partials",
+    "complex_partials",
+    "complex_safe",
+    "directional_central",
+    "directional_complex",
+    "estimate_noise",
+    "relative_step",
+    "step_size",
+]
+
+EPS64 = float(np.finfo(np.float64).eps)
+#: Complex-step size: a power of two so ``i·h·v`` is formed without rounding.
+COMPLEX_STEP = 2.0**-66
+#: Relative noise above which a float64 forward is said to compute in lower precision.
+LOW_PRECISION_NOISE = 1e-10
+
+
+@dataclass
+class Objective:
+    """The scalar loss as a function of flat float64 leaves, with a count of forward calls.
+
+    ``evaluate(leaves)`` must return a Python/numpy scalar.  ``base`` holds the unperturbed
+    leaves and ``f0`` the loss there.  ``context`` is set while an element is perturbed so an
+    exception inside user code can say where it happened.
+    """
+
+    evaluate: Callable[[Sequence[np.ndarray]], Any]
+    base: list[np.ndarray]
+    f0: float = 0.0
+    calls: int = 0
+    context: str = ""
+    noise: float = field(default=0.0)
+
+    def __call__(self, leaves: Sequence[np.ndarray], context: str = "") -> Any:
+        self.calls += 1
+        self.context = context
+        return self.evaluate(leaves)
+
+    def at(self, k: int, flat_index: int, value: Any, context: str = "") -> Any:
+        """Evaluate with element ``flat_index`` of leaf ``k`` replaced by ``value``."""
+        leaf = self.base[k]
+        dtype = np.result_type(leaf.dtype, type(value)) if isinstance(value, complex) else leaf.dtype
+        moved = leaf.astype(dtype, copy=True)
+        moved.reshape(-1)[flat_index] = value
+        leaves = list(self.base)
+        leaves[k] = moved
+        return self(leaves, context)
+
+    def along(self, k: int, displacement: np.ndarray, context: str = "") -> Any:
+        """Evaluate with leaf ``k`` moved by ``displacement`` (real or complex)."""
+        leaves = list(self.base)
+        leaves[k] = self.base[k] + displacement
+        return self(leaves, context)
+
+
+def step_size(x: np.ndarray | float, eps: float = EPS64) -> np.ndarray:
+    """Central-difference step ``h = eps^(1/3)·max(1, |x|)`` (not yet realised).
+
+    Args:
+        x: the point (any shape).
+        eps: relative noise of the forward; machine epsilon for an exact float64 forward.
+
+    Returns:
+        Steps with the shape of ``x``.
+
+    Examples:
+        >>> float(step_size(0.0)) == EPS64 ** (1 / 3)
+        True
+    """
+    return np.asarray(eps ** (1.0 / 3.0) * np.maximum(1.0, np.abs(x)), dtype=np.float64)
+
+
+def relative_step(noise: float, f0: float) -> float:
+    """The forward's relative noise ``ε = σ/|f|``, clamped to ``[EPS64, 1e-2]``."""
+    scale = abs(f0) if f0 != 0.0 else 1.0
+    return float(min(max(noise / scale, EPS64), 1e-2))
+
+
+def estimate_noise(obj: Objective, rng: np.random.Generator, *, points: int = 9) -> float:
+    """Measure the absolute noise ``σ`` of the forward near the base point.
+
+    Evaluates the loss at ``x + k·δ·u`` (``k = 0..points-1``, ``δ ≈ 7.6e-6`` relative, ``u`` a
+    Gaussian direction scaled by ``max(1, |x|)``) along two directions, and reads ``σ`` from the
+    fourth differences, where the smooth part is negligible: ``σ² ≈ mean(Δ⁴f)² · (4!)²/8!``
+    (Moré & Wild's ECnoise with a fixed order).  The points sit on one side of ``x``, so a kink
+    exactly at ``x`` does not pollute the estimate; the smaller of the two directions is kept.
+
+    Returns:
+        ``σ``, at least ``2·eps·|f0|``.
+    """
+    delta = 2.0**-17
+    gamma = math.factorial(4) ** 2 / math.factorial(8)
+    estimates = []
+    for _ in range(2):
+        direction = [
+            rng.standard_normal(b.shape) * np.maximum(1.0, np.abs(b)) * delta for b in obj.base
+        ]
+        values = []
+        for k in range(points):
+            leaves = [b + k * d for b, d in zip(obj.base, direction, strict=True)]
+            values.append(float(np.real(obj(leaves, "measuring the forward's noise floor"))))
+        diffs = np.diff(np.asarray(values), n=4)
+        estimates.append(math.sqrt(gamma * float(np.mean(diffs**2))))
+    floor = 2.0 * EPS64 * max(abs(obj.f0), 1e-300)
+    return max(min(estimates), floor)
+
+
+@dataclass(frozen=True, slots=True)
+class Partials:
+    """Finite-difference partial derivatives of one leaf at selected flat indices.
+
+    ``value`` is the best estimate, ``error`` its error bound, ``left``/``right`` the one-sided
+    slopes (NaN where not computed) and ``kink`` marks elements where the forward is not
+    differentiable within the step.  ``method`` is ``"central"`` or ``"complex"``.
+    """
+
+    indices: np.ndarray
+    value: np.ndarray
+    error: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    kink: np.ndarray
+    method: str
+
+
+def _real(v: Any) -> float:
+    return float(np.real(v))
+
+
+def central_partials(
+    obj: Objective, k: int, indices: Sequence[int], *, eps: float, kink_rtol: float, name: str
+) -> Partials:
+    """Central differences with Richardson extrapolation and kink detection, element by element.
+
+    Args:
+        obj: the objective; ``obj.noise`` must hold the measured noise ``σ``.
+        k: which leaf.
+        indices: flat indices into the leaf.
+        eps: relative noise of the forward, which sets the step.
+        kink_rtol: relative size below which a slope jump is ignored (the comparison tolerance).
+        name: the leaf's name, for messages.
+
+    Returns:
+        :class:`Partials` with ``method="central"``.
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    flat = obj.base[k].reshape(-1)
+    sigma, f0 = obj.noise, obj.f0
+    n = len(idx)
+    value, error = np.empty(n), np.empty(n)
+    left, right, kink = np.empty(n), np.empty(n), np.zeros(n, dtype=bool)
+    for out, j in enumerate(idx):
+        x = float(flat[j])
+        h = float(step_size(x, eps))
+        where = f"{name}{list(np.unravel_index(j, obj.base[k].shape))}"
+        f = {}
+        for s in (1.0, 0.5):
+            up, down = (x + s * h), (x - s * h)
+            f[s] = (
+                _real(obj.at(k, int(j), up, f"{where} moved by +{s * h:.3g}")),
+                _real(obj.at(k, int(j), down, f"{where} moved by -{s * h:.3g}")),
+                up - x,  # realised steps: the displacement the forward actually saw
+                x - down,
+            )
+        (p1, m1, hp1, hm1), (p2, m2, hp2, hm2) = f[1.0], f[0.5]
+        d1 = (p1 - m1) / (hp1 + hm1)
+        d2 = (p2 - m2) / (hp2 + hm2)
+        rich = (4.0 * d2 - d1) / 3.0
+        r1, l1 = (p1 - f0) / hp1, (f0 - m1) / hm1
+        r2, l2 = (p2 - f0) / hp2, (f0 - m2) / hm2
+        value[out], left[out], right[out] = rich, l2, r2
+        error[out] = abs(rich - d2) + 3.0 * sigma / h
+        kink[out] = _is_kink(r1 - l1, r2 - l2, sigma / h, kink_rtol * max(abs(r2), abs(l2)))
+    return Partials(idx, value, error, left, right, kink, "central")
+
+
+def _is_kink(gap1: float, gap2: float, noise: float, small: float) -> bool:
+    """Slope jumps inconsistent with a smooth function: for smooth ``f`` the gap between right
+    and left slopes is ``≈ h·f''`` and halves with the step; at a kink it stays (or vanishes when
+    the kink lies between ``h/2`` and ``h``)."""
+    g1, g2 = abs(gap1), abs(gap2)
+    threshold = max(20.0 * noise, small)
+    if max(g1, g2) <= threshold:
+        return False
+    ratio = g2 / g1 if g1 > 0 else math.inf
+    return not 0.3 <= ratio <= 0.7
+
+
+def complex_partials(obj: Objective, k: int, indices: Sequence[int], *, name: str) -> Partials:
+    """Complex-step partials ``Im f(x + i·h·e_j)/h`` with ``h = 2^-66`` (no cancellation).
+
+    The error bound is a few ulps of the value plus the leaf's rounding scale; elements that
+    disagree with the hand gradient are re-measured with :func:`central_partials` by the caller,
+    so a forward that is complex-safe only in part cannot blame a correct gradient.
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    flat = obj.base[k].reshape(-1)
+    value = np.empty(len(idx))
+    for out, j in enumerate(idx):
+        where = f"{name}{list(np.unravel_index(j, obj.base[k].shape))} (complex step)"
+        fz = obj.at(k, int(j), complex(flat[j], COMPLEX_STEP), where)
+        value[out] = float(np.imag(fz)) / COMPLEX_STEP
+    error = 64.0 * EPS64 * np.abs(value)
+    nan = np.full(len(idx), np.nan)
+    return Partials(idx, value, error, nan, nan.copy(), np.zeros(len(idx), bool), "complex")
+
+
+@dataclass(frozen=True, slots=True)
+class Directional:
+    """A finite-difference directional derivative ``⟨∇f, u⟩`` along ``u`` with its error bound.
+
+    ``u`` is the direction actually used (Gaussian probe scaled by ``max(1, |x|)``), ``kink``
+    whether the one-sided slopes along it disagree (non-differentiable along this probe).
+    """
+
+    direction: np.ndarray
+    value: float
+    error: float
+    left: float
+    right: float
+    kink: bool
+    method: str
+
+
+def directional_central(
+    obj: Objective, k: int, u: np.ndarray, *, eps: float, kink_rtol: float, name: str
+) -> Directional:
+    """Central Richardson estimate of ``⟨∇_k f, u⟩`` with kink detection along ``u``."""
+    t = eps ** (1.0 / 3.0)
+    base = obj.base[k]
+    got = {}
+    for s in (1.0, 0.5):
+        up, down = base + s * t * u, base - s * t * u
+        got[s] = (
+            _real(obj(_replace(obj.base, k, up), f"{name} moved along a probe by +{s * t:.3g}")),
+            _real(obj(_replace(obj.base, k, down), f"{name} moved along a probe by -{s * t:.3g}")),
+        )
+    (p1, m1), (p2, m2) = got[1.0], got[0.5]
+    d1, d2 = (p1 - m1) / (2 * t), (p2 - m2) / t
+    rich = (4.0 * d2 - d1) / 3.0
+    r1, l1 = (p1 - obj.f0) / t, (obj.f0 - m1) / t
+    r2, l2 = (p2 - obj.f0) / (t / 2), (obj.f0 - m2) / (t / 2)
+    # Rounding x ± s·t·u moves each displacement by at most ulp(x), a relative 2e-11 of the
+    # step: far below every tolerance, so the nominal direction u is used for ⟨hand, u⟩.
+    error = abs(rich - d2) + 3.0 * obj.noise / t
+    kink = _is_kink(r1 - l1, r2 - l2, obj.noise / t, kink_rtol * max(abs(r2), abs(l2)))
+    return Directional(u, rich, error, l2, r2, kink, "central")
+
+
+def directional_complex(obj: Objective, k: int, u: np.ndarray, *, name: str) -> Directional:
+    """Complex-step estimate of ``⟨∇_k f, u⟩``: ``Im f(x + i·h·u)/h``."""
+    fz = obj.along(k, 1j * COMPLEX_STEP * u, f"{name} along a probe (complex step)")
+    value = float(np.imag(fz)) / COMPLEX_STEP
+    return Directional(u, value, 64.0 * EPS64 * abs(value), math.nan, math.nan, False, "complex")
+
+
+def _replace(leaves: Sequence[np.ndarray], k: int, new: np.ndarray) -> list[np.ndarray]:
+    out = list(leaves)
+    out[k] = new
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ComplexProbe:
+    """Whether the complex step can be trusted on this forward, and why not when it cannot."""
+
+    safe: bool
+    reason: str
+
+
+def complex_safe(
+    obj: Objective, rng: np.random.Generator, *, eps: float, tol: float
+) -> ComplexProbe:
+    """Probe whether the forward propagates complex perturbations analytically.
+
+    Along one random direction per leaf (at most three leaves), the complex-step derivative must
+    come back without exception or ``ComplexWarning``, as a complex number, and agree with the
+    central Richardson estimate within its error bound plus ``tol`` (relative).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        for k in range(min(3, len(obj.base))):
+            u = rng.standard_normal(obj.base[k].shape)
+            try:
+                fz = obj.along(k, 1j * COMPLEX_STEP * u, "probing the complex step")
+            except Exception as exc:  # any failure only means: no complex step
+                return ComplexProbe(False, f"the forward rejects complex input ({type(exc).__name__})")
+            if not np.iscomplexobj(np.asarray(fz)):
+                return ComplexProbe(False, "the forward drops the imaginary part")
+            cs = float(np.imag(fz)) / COMPLEX_STEP
+            ref = directional_central(obj, k, u, eps=eps, kink_rtol=tol, name="probe")
+            if ref.kink or abs(cs - ref.value) > ref.error + tol * max(abs(cs), abs(ref.value)):
+                return ComplexProbe(False, "complex-step and central differences disagree")
+    return ComplexProbe(True, "")

@@ -1,0 +1,293 @@
+"""Check results: frozen, typed records and the versioned JSON schema the reports read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Agreement",
+    "Blame",
+    "CheckResult",
+    "Diagnosis",
+    "Element",
+    "LeafResult",
+    "Probe",
+    "Verdict",
+]
+
+#: Bumped whenever a field of :meth:`CheckResult.to_dict` changes meaning or disappears.
+SCHEMA_VERSION = "gradcheck.result/1"
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+#: Who is wrong: the hand-derived backward, the finite differences (kink, step, round-off),
+#: the autodiff reference (a JAX twin that computes another function), or nobody can tell.
+Blame = Literal["hand", "numeric", "autodiff", "all"]
+
+
+def _num(x: float | None) -> float | str | None:
+    """JSON has no NaN/Inf: write them as strings so nothing is lost."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else str(x)
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One entry of a leaf, with what each source says about it.
+
+    ``status`` is ``"ok"``, ``"hand"``/``"autodiff"`` (that source is wrong here),
+    ``"numeric"`` (finite differences are off here, nobody else), ``"inconclusive"`` or
+    ``"kink"`` (the forward is not differentiable here; ``left``/``right`` are the one-sided
+    slopes).
+    """
+
+    index: tuple[int, ...]
+    hand: float
+    numeric: float | None
+    numeric_error: float | None
+    autodiff: float | None
+    status: str
+    left: float | None = None
+    right: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": list(self.index),
+            "hand": _num(self.hand),
+            "numeric": _num(self.numeric),
+            "numeric_error": _num(self.numeric_error),
+            "autodiff": _num(self.autodiff),
+            "status": self.status,
+            "left": _num(self.left),
+            "right": _num(self.right),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """How far two sources are apart on one leaf.
+
+    ``max_rel_err`` is ``max |a−b| / max(|a|, |b|)`` (0 where both are 0, NaN-aware: a NaN
+    makes it NaN), ``norm_rel_err`` is ``‖a−b‖ / max(‖a‖, ‖b‖)``, ``cosine`` the cosine of
+    the angle between them (1 for two zero tensors) and ``n_bad`` how many compared entries
+    are outside the tolerance of the check.
+    """
+
+    max_abs_err: float
+    max_rel_err: float
+    norm_rel_err: float
+    cosine: float
+    n_bad: int
+    n_compared: int
+
+    @property
+    def agree(self) -> bool:
+        return self.n_bad == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_abs_err": _num(self.max_abs_err),
+            "max_rel_err": _num(self.max_rel_err),
+            "norm_rel_err": _num(self.norm_rel_err),
+            "cosine": _num(self.cosine),
+            "n_bad": self.n_bad,
+            "n_compared": self.n_compared,
+            "agree": self.agree,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """The shape of a bug, when one fits.
+
+    ``kind`` is one of ``zero``, ``sign_flip``, ``scale``, ``transpose``, ``shift``,
+    ``clipped``, ``rows``, ``columns``, ``time_steps``, ``entries``, ``widespread``;
+    ``factor`` is the scale factor (``scale``), the clipping threshold (``clipped``) or the shift
+    (``shift``); ``axis``/``indices`` say where an error is confined.
+    """
+
+    kind: str
+    summary: str
+    factor: float | None = None
+    axis: int | None = None
+    indices: tuple[Any, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "summary": self.summary,
+            "factor": _num(self.factor),
+            "axis": self.axis,
+            "indices": [list(i) if isinstance(i, tuple) else i for i in self.indices],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One directional probe of ``mode="directional"``: ⟨hand, u⟩ against the references."""
+
+    seed: int
+    hand: float
+    numeric: float | None
+    numeric_error: float | None
+    autodiff: float | None
+    status: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "hand": _num(self.hand),
+            "numeric": _num(self.numeric),
+            "numeric_error": _num(self.numeric_error),
+            "autodiff": _num(self.autodiff),
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LeafResult:
+    """The verdict on one tensor (a leaf of the parameter/input pytree)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    verdict: Verdict
+    blame: Blame | None
+    mode: str
+    rtol: float
+    atol: float
+    tolerance_dtype: str
+    fd_error_estimate: float
+    numeric_method: str | None
+    hand_vs_numeric: Agreement | None
+    hand_vs_autodiff: Agreement | None
+    numeric_vs_autodiff: Agreement | None
+    n_elements: int
+    n_checked: int
+    n_mismatched: int
+    n_kinks: int
+    worst: tuple[Element, ...]
+    kinks: tuple[Element, ...]
+    diagnosis: Diagnosis | None
+    probes: tuple[Probe, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    @property
+    def max_rel_err(self) -> float:
+        """The worst relative error of the hand gradient against any reference."""
+        errs = [a.max_rel_err for a in (self.hand_vs_numeric, self.hand_vs_autodiff) if a]
+        return max(errs) if errs else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        def agree(a: Agreement | None) -> dict[str, Any] | None:
+            return a.to_dict() if a else None
+
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "verdict": self.verdict,
+            "blame": self.blame,
+            "mode": self.mode,
+            "tolerance": {"rtol": self.rtol, "atol": _num(self.atol), "dtype": self.tolerance_dtype},
+            "fd_error_estimate": _num(self.fd_error_estimate),
+            "numeric_method": self.numeric_method,
+            "hand_vs_numeric": agree(self.hand_vs_numeric),
+            "hand_vs_autodiff": agree(self.hand_vs_autodiff),
+            "numeric_vs_autodiff": agree(self.numeric_vs_autodiff),
+            "max_rel_err": _num(self.max_rel_err),
+            "n_elements": self.n_elements,
+            "n_checked": self.n_checked,
+            "n_mismatched": self.n_mismatched,
+            "n_kinks": self.n_kinks,
+            "worst": [e.to_dict() for e in self.worst],
+            "kinks": [e.to_dict() for e in self.kinks],
+            "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
+            "probes": [p.to_dict() for p in self.probes],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome of one :func:`gradcheck.check_grad` / :func:`gradcheck.check_layer` call.
+
+    ``verdict`` is ``"fail"`` when any leaf fails, ``"inconclusive"`` when none fails but some
+    leaf could not be judged, ``"pass"`` otherwise; ``passed`` is ``verdict == "pass"``.
+    ``references`` lists the sources that were available (``"numeric"``, ``"autodiff"``);
+    ``notes`` say what the check noticed on the way (no JAX path, a backward that mutates its
+    inputs, a forward computing in float32, kinks, squeezed gradient shapes).
+    """
+
+    name: str
+    kind: str
+    verdict: Verdict
+    mode: str
+    seed: int
+    references: tuple[str, ...]
+    leaves: tuple[LeafResult, ...]
+    notes: tuple[str, ...] = ()
+    forward_calls: int = 0
+    loss: float = math.nan
+    forward_noise: float = math.nan
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    @property
+    def failures(self) -> tuple[LeafResult, ...]:
+        return tuple(leaf for leaf in self.leaves if leaf.verdict != "pass")
+
+    def leaf(self, name: str) -> LeafResult:
+        """The record of the leaf called ``name`` (``KeyError`` listing the names otherwise)."""
+        for leaf in self.leaves:
+            if leaf.name == name:
+                return leaf
+        raise KeyError(f"no leaf {name!r}; leaves are {[x.name for x in self.leaves]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The versioned, JSON-serialisable report schema (``schema`` = :data:`SCHEMA_VERSION`)."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "name": self.name,
+            "kind": self.kind,
+            "verdict": self.verdict,
+            "passed": self.passed,
+            "mode": self.mode,
+            "seed": self.seed,
+            "references": list(self.references),
+            "forward_calls": self.forward_calls,
+            "loss": _num(self.loss),
+            "forward_noise": _num(self.forward_noise),
+            "notes": list(self.notes),
+            "options": dict(self.options),
+            "leaves": [leaf.to_dict() for leaf in self.leaves],
+        }
+
+    def message(self) -> str:
+        """The readable explanation of every leaf that did not pass (empty when all pass)."""
+        from gradcheck.compare import format_mismatch
+
+        return format_mismatch(self)
+
+    def raise_for_failure(self) -> CheckResult:
+        """Raise :class:`gradcheck.GradientMismatch` unless the check passed; return ``self``."""
+        if not self.passed:
+            from gradcheck.errors import GradientMismatch
+
+            raise GradientMismatch(self.message())
+        return self
+
+    def __str__(self) -> str:
+        head = f"{self.kind} {self.name!r}: {self.verdict} ({len(self.leaves)} tensors, mode={self.mode})"
+        return head if self.passed else head + "\n" + self.message()
