@@ -138,7 +138,8 @@ def first_change(before: Any, after: Any, root: str) -> str | None:
         diff = ~((a == b) | (np.isnan(a) & np.isnan(b))) if b.dtype.kind in "fc" else a != b
         if np.any(diff):
             idx = tuple(int(i) for i in np.argwhere(diff)[0])
-            return (f"{name}{list(idx)} was {b[idx]!r} before the call and {a[idx]!r} after "
+            return (f"{name}{list(idx)} was {b[idx].item()!r} before the call and "
+                    f"{a[idx].item()!r} after "
                     f"({int(np.sum(diff))} entries changed)")
     return None
 

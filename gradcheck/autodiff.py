@@ -95,19 +95,20 @@ def gradient(
                 out = tuple(np.asarray(g, dtype=np.float64) for g in grads)
                 value = float(value)
             except Exception as exc:
-                reasons.append(f"{description}: {_reason(exc)}")
+                reasons.append(_reason(exc))
                 continue
             if not all(np.isfinite(g).all() for g in out):
-                reasons.append(f"{description}: JAX's gradient holds NaN/Inf")
+                reasons.append("JAX's gradient holds NaN/Inf")
                 continue
             if not abs(value - expected) <= tol:
                 mismatch = f"{description} gives the loss {value!r}, the forward {expected!r}"
                 if not twin:
-                    reasons.append(mismatch + " (not the same function on JAX arrays)")
+                    reasons.append(f"on JAX arrays the forward gives the loss {value!r}, not "
+                                   f"{expected!r}: not the same function")
                     continue
                 return AutodiffResult(out, description, mismatch)
             return AutodiffResult(out, description, "")
-    unique = list(dict.fromkeys(r.split(": ", 1)[1] for r in reasons))
+    unique = list(dict.fromkeys(reasons))
     return AutodiffResult(None, "", "no JAX path (" + "; ".join(unique) + ")")
 
 

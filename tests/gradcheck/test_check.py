@@ -1,0 +1,444 @@
+"""check_grad / check_layer: no false alarms on correct gradients, the right diagnosis and blame
+on planted bugs, kinks reported not blamed, hygiene errors for bad forwards."""
+
+from __future__ import annotations
+
+import json
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gradcheck as gc
+from tests.gradcheck import _functions as F
+
+DTYPES = [np.float64, np.float32]
+
+
+def values(shape: tuple[int, ...], dtype: type, lo: float = -2.0, hi: float = 2.0) -> st.SearchStrategy:
+    return hnp.arrays(dtype, shape, elements=st.floats(lo, hi, width=32))
+
+
+dims = st.integers(1, 5)
+
+
+# --------------------------------------------------------------------------- no false alarms
+
+
+@given(dtype=st.sampled_from(DTYPES), m=dims, n=dims, data=st.data())
+def test_polynomial_passes(dtype: type, m: int, n: int, data: st.DataObject) -> None:
+    W = data.draw(values((m, n), dtype), label="W")
+    c = data.draw(hnp.arrays(np.float64, 3, elements=st.floats(-3, 3)), label="c").astype(dtype)
+    res = gc.check_grad(F.poly, F.poly_grad, {"W": W}, c)
+    assert res.verdict == "pass", res.message()
+    assert "numeric" in res.references
+    assert res.leaf("W").dtype == np.dtype(dtype).name
+
+
+@given(dtype=st.sampled_from(DTYPES), b=dims, m=dims, n=dims, data=st.data())
+def test_tanh_layer_passes(dtype: type, b: int, m: int, n: int, data: st.DataObject) -> None:
+    W = data.draw(values((m, n), dtype), label="W")
+    x = data.draw(values((b, m), dtype), label="x")
+    v = data.draw(values((b, n), dtype), label="v")
+    res = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, {"W": W}, x, v)
+    assert res.verdict == "pass", res.message()
+
+
+@given(dtype=st.sampled_from(DTYPES), b=dims, m=dims, k=st.integers(2, 5), data=st.data())
+def test_softmax_cross_entropy_passes(dtype: type, b: int, m: int, k: int, data: st.DataObject) -> None:
+    params = {"W": data.draw(values((m, k), dtype), label="W"),
+              "b": data.draw(values((k,), dtype), label="b")}
+    x = data.draw(values((b, m), dtype, -3, 3), label="x")
+    y = data.draw(hnp.arrays(np.int64, b, elements=st.integers(0, k - 1)), label="y")
+    res = gc.check_grad(F.softmax_ce, F.softmax_ce_grad, params, x, y)
+    assert res.verdict == "pass", res.message()
+
+
+@given(dtype=st.sampled_from(DTYPES), n=dims, depth=st.integers(0, 3), data=st.data())
+def test_pytree_product_passes(dtype: type, n: int, depth: int, data: st.DataObject) -> None:
+    params = {"a": data.draw(values((n,), dtype), label="a"),
+              "layers": [{"w": data.draw(values((n,), dtype), label=f"w{i}")} for i in range(depth)]}
+    res = gc.check_grad(F.tree_product, F.tree_product_grad, params)
+    assert res.verdict == "pass", res.message()
+    assert [leaf.name for leaf in res.leaves] == ["a"] + [f"layers[{i}].w" for i in range(depth)]
+
+
+@given(T=st.integers(1, 6), B=st.integers(1, 3), data=st.data())
+def test_rnn_bptt_passes(T: int, B: int, data: st.DataObject) -> None:
+    p = {"U": data.draw(values((2, 3), np.float64, -1, 1)),
+         "Wh": data.draw(values((3, 3), np.float64, -1, 1)),
+         "v": data.draw(values((3,), np.float64)),
+         "x": data.draw(values((T, B, 2), np.float64))}
+    res = gc.check_grad(F.rnn_loss, F.rnn_grad, p)
+    assert res.verdict == "pass", res.message()
+
+
+def test_numpy_only_forward_uses_two_sources_and_says_so() -> None:
+    rng = np.random.default_rng(0)
+    W, x, v = rng.normal(size=(3, 2)), rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+
+    def np_only(p: dict, x: np.ndarray, v: np.ndarray) -> float:
+        return float(np.sum(v * np.tanh(np.dot(x, p["W"]))))
+
+    res = gc.check_grad(np_only, F.tanh_layer_grad, {"W": W}, x, v)
+    assert res.passed and res.references == ("numeric",)
+    assert any("no JAX path" in n for n in res.notes)
+
+
+# --------------------------------------------------------------------------- planted bugs
+
+
+def _rng_case(seed: int = 0, m: int = 4, n: int = 4) -> tuple[dict, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"W": rng.normal(size=(m, n))}, rng.normal(size=(6, m)), rng.normal(size=(6, n))
+
+
+@pytest.mark.parametrize("references", [("numeric", "autodiff"), ("numeric",)])
+@given(seed=st.integers(0, 2**16), m=st.integers(2, 5), n=st.integers(2, 5))
+def test_sign_flip_is_diagnosed(references: tuple[str, ...], seed: int, m: int, n: int) -> None:
+    params, x, v = _rng_case(seed, m, n)
+    res = gc.check_grad(F.tanh_layer, lambda p, x, v: {"W": -F.tanh_layer_grad(p, x, v)["W"]},
+                        params, x, v, references=references)
+    leaf = res.leaf("W")
+    assert (res.verdict, leaf.blame, leaf.diagnosis.kind) == ("fail", "hand", "sign_flip")
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_missing_half_reports_the_factor(factor: float) -> None:
+    rng = np.random.default_rng(3)
+    W, x, d = rng.normal(size=(3, 2)), rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+
+    def sse(p: dict, x: np.ndarray, d: np.ndarray) -> float:  # C = ½ Σ (d − y)²
+        xp = F.xp_of(p["W"])
+        return 0.5 * xp.sum((d - x @ p["W"]) ** 2)
+
+    def sse_grad(p: dict, x: np.ndarray, d: np.ndarray) -> dict:
+        return {"W": factor * x.T @ (x @ p["W"] - d)}
+
+    res = gc.check_grad(sse, sse_grad, {"W": W}, x, d)
+    leaf = res.leaf("W")
+    assert leaf.blame == "hand" and leaf.diagnosis.kind == "scale"
+    assert leaf.diagnosis.factor == factor
+    assert f"{factor:g} ×" in res.message()
+
+
+def test_transpose_is_diagnosed() -> None:
+    params, x, v = _rng_case(1, 4, 4)
+    res = gc.check_grad(F.tanh_layer, lambda p, x, v: {"W": F.tanh_layer_grad(p, x, v)["W"].T},
+                        params, x, v)
+    leaf = res.leaf("W")
+    assert (leaf.verdict, leaf.blame, leaf.diagnosis.kind) == ("fail", "hand", "transpose")
+
+
+@pytest.mark.parametrize("references", [("numeric", "autodiff"), ("numeric",)])
+@given(seed=st.integers(0, 2**16), i=st.integers(0, 3), j=st.integers(0, 2))
+def test_one_entry_off_by_1e_4_is_named_by_index(references: tuple, seed: int, i: int, j: int) -> None:
+    params, x, v = _rng_case(seed, 4, 3)
+
+    def bad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+        g = F.tanh_layer_grad(p, x, v)["W"]
+        g[i, j] *= 1 + 1e-4
+        return {"W": g}
+
+    res = gc.check_grad(F.tanh_layer, bad, params, x, v, mode="full", references=references)
+    leaf = res.leaf("W")
+    assert (res.verdict, leaf.blame, leaf.n_mismatched) == ("fail", "hand", 1)
+    assert leaf.worst[0].index == (i, j) and leaf.worst[0].status == "hand"
+    assert leaf.diagnosis.kind == "entries" and leaf.diagnosis.indices == ((i, j),)
+    assert f"worst at [{i}, {j}]" in res.message()
+
+
+def test_zeroed_entry_is_named_with_a_dropped_term_hint() -> None:
+    params, x, v = _rng_case(5)
+
+    def bad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+        g = F.tanh_layer_grad(p, x, v)["W"]
+        g[2, 1] = 0.0
+        return {"W": g}
+
+    leaf = gc.check_grad(F.tanh_layer, bad, params, x, v).leaf("W")
+    assert leaf.blame == "hand" and leaf.diagnosis.indices == ((2, 1),)
+    assert "0 there" in leaf.diagnosis.summary
+
+
+def test_all_zero_gradient_is_diagnosed() -> None:
+    params, x, v = _rng_case(6)
+    leaf = gc.check_grad(F.tanh_layer, lambda p, x, v: {"W": np.zeros((4, 4))}, params, x, v).leaf("W")
+    assert (leaf.blame, leaf.diagnosis.kind) == ("hand", "zero")
+
+
+def _rnn_params(seed: int, T: int = 5) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"U": rng.normal(size=(3, 4)) * 0.5, "Wh": rng.normal(size=(4, 4)) * 0.5,
+            "v": rng.normal(size=4), "x": rng.normal(size=(T, 2, 3))}
+
+
+@pytest.mark.parametrize("references", [("numeric", "autodiff"), ("numeric",)])
+def test_error_only_at_time_step_zero(references: tuple) -> None:
+    res = gc.check_grad(F.rnn_loss, lambda p: F.rnn_grad(p, bug="step0"), _rnn_params(0),
+                        references=references)
+    assert [leaf.name for leaf in res.failures] == ["x"]
+    leaf = res.leaf("x")
+    assert leaf.blame == "hand"
+    assert (leaf.diagnosis.kind, leaf.diagnosis.indices) == ("time_steps", (0,))
+
+
+def test_shift_by_one_time_step() -> None:
+    res = gc.check_grad(F.rnn_loss, lambda p: F.rnn_grad(p, bug="shift"), _rnn_params(1))
+    leaf = res.leaf("x")
+    assert (leaf.blame, leaf.diagnosis.kind, leaf.diagnosis.factor) == ("hand", "shift", 1.0)
+
+
+def test_value_clipping_is_diagnosed() -> None:
+    params, x, v = _rng_case(2)
+    true = F.tanh_layer_grad(params, x, v)["W"]
+    c = float(np.quantile(np.abs(true), 0.7))
+    res = gc.check_grad(F.tanh_layer, lambda p, x, v: {"W": np.clip(F.tanh_layer_grad(p, x, v)["W"], -c, c)},
+                        params, x, v)
+    leaf = res.leaf("W")
+    assert leaf.diagnosis.kind == "clipped" and leaf.diagnosis.factor == pytest.approx(c)
+
+
+# --------------------------------------------------------------------------- triangulation
+
+
+def test_wrong_jax_twin_is_blamed_not_the_hand_gradient() -> None:
+    params, x, v = _rng_case(7)
+
+    def twin(p: dict, x: np.ndarray, v: np.ndarray) -> object:
+        import jax.numpy as jnp
+
+        return jnp.sum(v * jnp.tanh(1.01 * (x @ p["W"])))  # a slightly different function
+
+    res = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, params, x, v, jax_fun=twin)
+    leaf = res.leaf("W")
+    assert (res.verdict, leaf.blame) == ("fail", "autodiff")
+    assert any("twin" in n for n in res.notes)
+
+
+def test_numpy_matrix_semantics_do_not_fake_an_autodiff_reference() -> None:
+    """``np.matrix`` makes ``*`` a matmul; on JAX arrays it broadcasts instead, so the traced
+    forward computes another function. That trace is rejected, not trusted."""
+    rng = np.random.default_rng(0)
+    W = np.asmatrix(rng.normal(size=(3, 3)))
+    x = np.asmatrix(rng.normal(size=(3, 1)))
+
+    def f(p: dict, x: np.matrix) -> float:
+        return float((x.T * p["W"] * x)[0, 0])
+
+    def g(p: dict, x: np.matrix) -> dict:
+        return {"W": x * x.T}
+
+    res = gc.check_grad(f, g, {"W": W}, x)
+    assert res.passed, res.message()
+    assert res.references == ("numeric",)
+
+
+def test_float32_gradient_for_float64_param_is_judged_in_float32() -> None:
+    params, x, v = _rng_case(8)
+    res = gc.check_grad(F.tanh_layer,
+                        lambda p, x, v: {"W": F.tanh_layer_grad(p, x, v)["W"].astype(np.float32)},
+                        params, x, v)
+    leaf = res.leaf("W")
+    assert res.passed and leaf.tolerance_dtype == "float32" and leaf.rtol == gc.tolerance("float32")
+
+
+def test_forward_computing_in_float32_is_detected_and_not_blamed() -> None:
+    rng = np.random.default_rng(9)
+    W, x, v = rng.normal(size=(4, 3)), rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
+
+    def f(p: dict, x: np.ndarray, v: np.ndarray) -> float:
+        y = np.tanh(x.astype(np.float32) @ p["W"].astype(np.float32))
+        return float(np.sum(v.astype(np.float32) * y))
+
+    res = gc.check_grad(f, F.tanh_layer_grad, {"W": W}, x, v)
+    assert res.passed, res.message()
+    assert any("lower precision" in n for n in res.notes)
+
+
+# --------------------------------------------------------------------------- kinks
+
+
+def _relu_case(x: np.ndarray) -> tuple:
+    rng = np.random.default_rng(11)
+    V = rng.normal(size=(4,))
+
+    def f(p: dict, x: np.ndarray) -> object:
+        xp = F.xp_of(p["W"])
+        return xp.sum(xp.maximum(x @ p["W"] + p["b"], 0) @ V)
+
+    def g(p: dict, x: np.ndarray) -> dict:
+        a = x @ p["W"] + p["b"]
+        da = (a > 0) * V  # subgradient 0 at a = 0
+        return {"W": x.T @ da, "b": da.sum(0)}
+
+    return f, g, {"W": rng.normal(size=(3, 4)), "b": np.zeros(4)}, x
+
+
+@pytest.mark.parametrize("references", [("numeric", "autodiff"), ("numeric",)])
+def test_relu_exactly_at_zero_is_a_kink_not_a_failure(references: tuple) -> None:
+    f, g, params, x = _relu_case(np.zeros((2, 3)))
+    res = gc.check_grad(f, g, params, x, references=references)
+    assert res.verdict == "pass", res.message()
+    assert res.leaf("b").n_kinks == 4 and res.leaf("b").blame is None
+    kink = res.leaf("b").kinks[0]
+    assert {kink.left, kink.right} != {None} and kink.left != pytest.approx(kink.right)
+    assert any("not differentiable" in n for n in res.notes)
+
+
+def test_a_wrong_gradient_next_to_a_kink_still_fails() -> None:
+    f, g, params, x = _relu_case(np.random.default_rng(1).normal(size=(2, 3)))
+    res = gc.check_grad(f, lambda p, x: {"W": -g(p, x)["W"], "b": g(p, x)["b"]}, params, x)
+    assert res.leaf("W").verdict == "fail" and res.leaf("W").blame == "hand"
+
+
+# --------------------------------------------------------------------------- modes
+
+
+@pytest.mark.parametrize("references", [("numeric", "autodiff"), ("numeric",)])
+def test_directional_mode_passes_correct_and_records_probes(references: tuple) -> None:
+    params, x, v = _rng_case(12, 6, 5)
+    res = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, params, x, v, mode="directional",
+                        probes=4, seed=42, references=references)
+    leaf = res.leaf("W")
+    assert res.passed and len(leaf.probes) == 4 and leaf.mode == "directional"
+    again = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, params, x, v, mode="directional",
+                          probes=4, seed=42, references=references)
+    assert [p.seed for p in again.leaf("W").probes] == [p.seed for p in leaf.probes]
+
+
+def test_directional_mode_with_autodiff_localises_a_single_entry() -> None:
+    params, x, v = _rng_case(13, 6, 5)
+
+    def bad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+        g = F.tanh_layer_grad(p, x, v)["W"]
+        g[4, 1] += 0.5 * abs(g).max()
+        return {"W": g}
+
+    res = gc.check_grad(F.tanh_layer, bad, params, x, v, mode="directional")
+    leaf = res.leaf("W")
+    assert leaf.blame == "hand" and leaf.worst[0].index == (4, 1)
+
+
+def test_auto_mode_screens_large_leaves_and_localises_in_full() -> None:
+    rng = np.random.default_rng(14)
+    params = {"W": rng.normal(size=(40, 30)) * 0.2}
+    x, v = rng.normal(size=(3, 40)), rng.normal(size=(3, 30))
+
+    def np_only(p: dict, x: np.ndarray, v: np.ndarray) -> float:
+        return float(np.sum(v * np.tanh(np.dot(x, p["W"]))))
+
+    ok = gc.check_grad(np_only, F.tanh_layer_grad, params, x, v, full_max=100)
+    assert ok.passed and ok.leaf("W").mode == "directional"
+
+    def bad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+        g = F.tanh_layer_grad(p, x, v)["W"]
+        g[7, 3] *= 1.5
+        return {"W": g}
+
+    res = gc.check_grad(np_only, bad, params, x, v, full_max=100)
+    leaf = res.leaf("W")
+    assert leaf.mode == "auto:full" and leaf.worst[0].index == (7, 3)
+
+
+# --------------------------------------------------------------------------- layers
+
+
+class _Dense:
+    def forward(self, p: dict, x: np.ndarray) -> object:
+        xp = F.xp_of(x)
+        return xp.tanh(x @ p["W"] + p["b"])
+
+    def backward(self, p: dict, x: np.ndarray, dy: np.ndarray) -> tuple:
+        y = np.tanh(x @ p["W"] + p["b"])
+        da = dy * (1 - y**2)
+        return {"W": x.T @ da, "b": da.sum(0)}, da @ p["W"].T
+
+
+@given(dtype=st.sampled_from(DTYPES), b=dims, m=dims, n=dims, data=st.data())
+def test_check_layer_passes_params_and_input(dtype: type, b: int, m: int, n: int, data: st.DataObject) -> None:
+    params = {"W": data.draw(values((m, n), dtype)), "b": data.draw(values((n,), dtype))}
+    x = data.draw(values((b, m), dtype))
+    res = gc.check_layer(_Dense(), params, x)
+    assert res.verdict == "pass", res.message()
+    assert [leaf.name for leaf in res.leaves] == ["W", "b", "x"]
+
+
+def test_check_layer_blames_input_gradient() -> None:
+    class Bad(_Dense):
+        def backward(self, p: dict, x: np.ndarray, dy: np.ndarray) -> tuple:
+            grads, dx = super().backward(p, x, dy)
+            return grads, 2 * dx
+
+    rng = np.random.default_rng(0)
+    res = gc.check_layer(Bad(), {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)},
+                         rng.normal(size=(4, 3)))
+    assert [leaf.name for leaf in res.failures] == ["x"]
+    assert res.leaf("x").diagnosis.factor == 2.0
+
+
+def test_check_layer_accepts_dx_none_with_a_note() -> None:
+    class FirstLayer(_Dense):
+        def backward(self, p: dict, x: np.ndarray, dy: np.ndarray) -> tuple:
+            return super().backward(p, x, dy)[0], None
+
+    rng = np.random.default_rng(0)
+    res = gc.check_layer(FirstLayer(), {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)},
+                         rng.normal(size=(4, 3)))
+    assert res.passed and [leaf.name for leaf in res.leaves] == ["W", "b"]
+    assert any("not checked" in n for n in res.notes)
+
+
+def test_squeezable_gradient_shape_is_accepted_with_a_note() -> None:
+    class RowBias(_Dense):
+        def backward(self, p: dict, x: np.ndarray, dy: np.ndarray) -> tuple:
+            grads, dx = super().backward(p, x, dy)
+            return {"W": grads["W"], "b": grads["b"].reshape(1, -1)}, dx
+
+    rng = np.random.default_rng(0)
+    res = gc.check_layer(RowBias(), {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)},
+                         rng.normal(size=(4, 3)))
+    assert res.passed and any("squeezable" in n for n in res.notes)
+
+
+def test_backward_that_modifies_its_inputs_is_noted_not_blamed() -> None:
+    class InPlace(_Dense):
+        def backward(self, p: dict, x: np.ndarray, dy: np.ndarray) -> tuple:
+            y = np.tanh(x @ p["W"] + p["b"])
+            dy *= 1 - y**2  # in place on the caller's dy (CS231n relu_backward style)
+            return {"W": x.T @ dy, "b": dy.sum(0)}, dy @ p["W"].T
+
+    rng = np.random.default_rng(0)
+    res = gc.check_layer(InPlace(), {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)},
+                         rng.normal(size=(4, 3)))
+    assert res.passed, res.message()
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_result_round_trips_through_json_and_message_names_everything() -> None:
+    params, x, v = _rng_case(15)
+    res = gc.check_grad(F.tanh_layer, lambda p, x, v: {"W": -F.tanh_layer_grad(p, x, v)["W"]},
+                        params, x, v, seed=7, name="dense tanh")
+    doc = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert doc["schema"] == gc.SCHEMA_VERSION and doc["verdict"] == "fail" and doc["seed"] == 7
+    leaf = doc["leaves"][0]
+    assert leaf["tolerance"]["rtol"] == gc.tolerance("float64")
+    assert leaf["diagnosis"]["kind"] == "sign_flip" and leaf["blame"] == "hand"
+    with pytest.raises(gc.GradientMismatch) as info:
+        res.raise_for_failure()
+    text = str(info.value)
+    for part in ("dL/dW", "float64", "(4, 4)", "16 of 16", "hand=", "numeric=", "autodiff=",
+                 "sign flip", "hand-derived backward", "seed=7"):
+        assert part in text
+    assert isinstance(info.value, AssertionError)
+    assert len(text.splitlines()) < 20  # never a dumped Jacobian
+
+
+def test_passing_result_does_not_raise() -> None:
+    params, x, v = _rng_case(16)
+    res = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, params, x, v)
+    assert res.raise_for_failure() is res and str(res).startswith("check_grad")
