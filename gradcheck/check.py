@@ -19,8 +19,8 @@ from gradcheck import _hygiene as hy
 from gradcheck import autodiff, numeric
 from gradcheck._tree import TreeDef, flatten, path_name
 from gradcheck.compare import GRAD_ATOL_FRACTION, agreement, close, diagnose, tolerance, triangulate
-from gradcheck.errors import InvalidArgument
-from gradcheck.result import CheckResult, Element, LeafResult, Probe
+from gradcheck.errors import InvalidArgument, NonFiniteError, UserCodeError
+from gradcheck.result import Blame, CheckResult, Element, LeafResult, Probe, Verdict
 
 __all__ = ["CheckOptions", "Mode", "check_grad", "check_layer"]
 
@@ -154,11 +154,15 @@ class _Problem:
         return self.treedef.unflatten(views)
 
 
-def _leaves(tree: Any, root: str, strip: int = 0) -> tuple[list[str], list[np.ndarray], list[type], TreeDef]:
+def _leaves(tree: Any, names_of: Callable[[tuple[Any, ...]], str] | None = None
+            ) -> tuple[list[str], list[np.ndarray], list[type], TreeDef]:
     leaves, treedef = flatten(tree)
     names, values, classes = [], [], []
     for leaf in leaves:
-        name = path_name(leaf.path[strip:], root) if root or leaf.path[strip:] else "params"
+        if names_of is not None:
+            name = names_of(leaf.path)
+        else:
+            name = path_name(leaf.path) if leaf.path else "params"
         names.append(name)
         values.append(hy.validate_param(leaf.value, name))
         classes.append(type(leaf.value) if isinstance(leaf.value, np.ndarray) else np.ndarray)
@@ -197,8 +201,8 @@ def check_grad(
         'pass'
     """
     opts = _options(options)
-    names, values, classes, treedef = _leaves(params, "")
-    label = opts.name or getattr(fun, "__name__", "fun")
+    names, values, classes, treedef = _leaves(params)
+    label = str(opts.name or getattr(fun, "__name__", "fun"))
 
     def loss(tree: Any) -> Any:
         return fun(tree, *hy.copy_tree(args))
@@ -284,9 +288,13 @@ def check_layer(layer: Any, params: Any, x: Any, **options: Any) -> CheckResult:
             )
     label = opts.name or type(layer).__name__
     tree = {"params": params, "x": x}
-    names, values, classes, treedef = _leaves(tree, "", strip=1)
+    def layer_name(path: tuple[Any, ...]) -> str:
+        if path[0] == "x":
+            return path_name(path[1:], "x")
+        return path_name(path[1:]) if path[1:] else "params"
+
+    names, values, classes, treedef = _leaves(tree, layer_name)
     n_params = _count(params)
-    names = names[:n_params] + [path_name(leaf.path, "x") for leaf in flatten(x)[0]]
     fwd = f"{label}.forward(params, x)"
 
     pristine = hy.copy_tree(tree)
@@ -305,12 +313,12 @@ def check_layer(layer: Any, params: Any, x: Any, **options: Any) -> CheckResult:
     f0 = float(np.sum(dy * np.asarray(y0, np.float64)))
     hy.check_finite_loss(f0, fwd)
 
-    given = hy.copy_tree(tree)
+    given = hy.copy_tree({**tree, "dy": dy.astype(y0.dtype)})
     bwd = f"{label}.backward(params, x, dy)"
-    raw = hy.call_user(layer.backward, bwd, given["params"], given["x"], dy.astype(y0.dtype),
+    raw = hy.call_user(layer.backward, bwd, given["params"], given["x"], given["dy"],
                        where="computing the hand gradient")
     notes = []
-    change = hy.first_change(pristine, given, "")
+    change = hy.first_change({**pristine, "dy": dy.astype(y0.dtype)}, given, "")
     if change is not None:
         notes.append(f"{bwd} modifies its inputs ({change}); gradcheck passes copies, so the "
                      "check is unaffected")
@@ -376,7 +384,7 @@ def _layer_output(y: Any, what: str) -> np.ndarray:
         raise InvalidArgument(f"{what} returned dtype {arr.dtype}; expected a float array.")
     bad = hy.first_nonfinite(arr)
     if bad is not None:
-        raise hy.NonFiniteError(
+        raise NonFiniteError(
             f"{what} returned {bad[1]} at {list(bad[0])} of its output: check the point."
         )
     return arr
@@ -477,7 +485,9 @@ def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
                      f"{'y' if n_kinks == 1 else 'ies'} (one-sided slopes differ: ReLU at 0, a "
                      "max tie); those entries are reported, not judged")
     verdicts = {r.verdict for r in results}
-    verdict = "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
+    verdict: Verdict = (
+        "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
+    )
     mode = opts.mode if opts.mode != "auto" else "auto:" + "+".join(sorted({r.mode for r in results}))
     return CheckResult(
         name=problem.name, kind=problem.kind, verdict=verdict, mode=mode, seed=opts.seed,
@@ -561,9 +571,12 @@ def _with_notes(leaf: LeafResult, note: str, mode: str) -> LeafResult:
     return replace(leaf, notes=(*leaf.notes, note), mode=mode)
 
 
-def _tolerances(ctx: _Context, k: int, hand: np.ndarray, ref_scale: float) -> tuple[float, float, np.dtype[Any]]:
-    judged = _lower(np.dtype(ctx.problem.values[k].dtype if hand.dtype.kind != "f" else hand.dtype),
-                    ctx.precision)
+def _tolerances(
+    ctx: _Context, k: int, hand: np.ndarray, ref_scale: float
+) -> tuple[float, float, np.dtype[Any]]:
+    """rtol from the table for the lower of the hand dtype and the forward's real precision;
+    atol a fraction of the leaf's reference scale (see compare.GRAD_ATOL_FRACTION)."""
+    judged = _lower(np.dtype(hand.dtype), ctx.precision)
     rtol = tolerance(judged, ctx.opts.rtol)
     if ctx.opts.atol is not None:
         atol = tolerance(judged, ctx.opts.atol)
@@ -576,8 +589,7 @@ def _tolerances(ctx: _Context, k: int, hand: np.ndarray, ref_scale: float) -> tu
 
 
 def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
-    problem, opts, obj = ctx.problem, ctx.opts, ctx.obj
-    name = problem.names[k]
+    opts = ctx.opts
     hand = hand_native.astype(np.float64).ravel()
     n = hand.size
     ad = ctx.ad[k].ravel() if ctx.ad is not None else None
@@ -597,11 +609,11 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
     if num is not None and err is not None:
         unreliable = (err > 0.1 * np.maximum(np.abs(num), scale)) & (err > atol) & ~kink
     hn = ha = na = None
-    if num is not None:
+    if num is not None and err is not None:
         hn = close(hand, num, rtol=rtol, atol=atol, err=err)
     if ad is not None:
         ha = close(hand, ad, rtol=rtol, atol=atol)
-    if num is not None and ad is not None:
+    if num is not None and err is not None and ad is not None:
         na = close(num, ad, rtol=tolerance(ctx.precision, opts.rtol), atol=atol, err=err)
     if unreliable.any() and hn is not None:
         status = _statuses_with_unreliable(hn, ha, na, unreliable)
@@ -635,7 +647,7 @@ def _partials(ctx: _Context, k: int, idx: np.ndarray, hand: np.ndarray, ad: np.n
         warnings.simplefilter("error", np.exceptions.ComplexWarning)
         try:
             cs = numeric.complex_partials(ctx.obj, k, idx, name=name)
-        except hy.UserCodeError:
+        except UserCodeError:
             ctx.complex_ok = False
             return numeric.central_partials(ctx.obj, k, idx, eps=ctx.eps, kink_rtol=rtol, name=name)
     scale = float(np.max(np.abs(cs.value))) if cs.value.size else 0.0
@@ -685,8 +697,9 @@ def _directional_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafRes
         ok_na = None if pa is None else abs(pa - d.value) <= tol + d.error
         if ok_na is not None:
             na_all.append(ok_na)
-        status = "ok" if ok_hn and ok_na is not False else ("hand" if ok_na in (True, None) else "numeric")
-        probes.append(Probe(seed, ph, d.value, d.error, pa, status))
+        said = "ok" if ok_hn and ok_na is not False else (
+            "hand" if ok_na in (True, None) else "numeric")
+        probes.append(Probe(seed, ph, d.value, d.error, pa, said))
     hn = bool(all(hn_all)) if hn_all else None
     na = bool(all(na_all)) if na_all else None
     n = hand.size
@@ -787,7 +800,7 @@ def _leaf_result(
     )
 
 
-def _verdict(status: np.ndarray, *, twin: bool) -> tuple[str, Any]:
+def _verdict(status: np.ndarray, *, twin: bool) -> tuple[Verdict, Blame | None]:
     """Leaf verdict from entry statuses.  Autodiff alone disagreeing fails the check only when
     it differentiates a user-supplied twin (the twin is wrong: worth a failure); when JAX traced
     the user's own forward, the disagreement is JAX's (flushed subnormals, different numpy

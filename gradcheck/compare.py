@@ -43,7 +43,10 @@ GRAD_RTOL: Mapping[np.dtype[Any], float] = {
 #: products leaves a rounding error relative to the terms, not to the tiny result).
 GRAD_ATOL_FRACTION = 1e-3
 
-_REAL = {np.dtype(np.complex64): np.dtype(np.float32), np.dtype(np.complex128): np.dtype(np.float64)}
+_REAL: dict[np.dtype[Any], np.dtype[Any]] = {
+    np.dtype(np.complex64): np.dtype(np.float32),
+    np.dtype(np.complex128): np.dtype(np.float64),
+}
 
 
 def tolerance(dtype: Any, override: float | Mapping[Any, float] | None = None) -> float:
@@ -63,15 +66,15 @@ def tolerance(dtype: Any, override: float | Mapping[Any, float] | None = None) -
         >>> tolerance(np.float64, {np.float32: 1e-2})
         5e-07
     """
-    dt = np.dtype(dtype)
+    dt: np.dtype[Any] = np.dtype(dtype)
     dt = _REAL.get(dt, dt)
     if isinstance(override, Mapping):
-        table = {np.dtype(k): float(v) for k, v in override.items()}
+        table: dict[np.dtype[Any], float] = {np.dtype(k): float(v) for k, v in override.items()}
         if dt in table:
             return table[dt]
     elif override is not None:
         return float(override)
-    return GRAD_RTOL.get(dt, GRAD_RTOL[np.dtype(np.float64)])
+    return float(GRAD_RTOL.get(dt, GRAD_RTOL[np.dtype(np.float64)]))
 
 
 def close(
@@ -194,8 +197,9 @@ def diagnose(
 
     Examples:
         >>> r = np.arange(1.0, 5.0)
-        >>> diagnose(0.5 * r, r, np.ones(4, bool), rtol=1e-7, atol=0).summary
-        'the hand gradient is 0.5 × the reference (a constant factor: a missing ½, a batch mean, a doubled term)'
+        >>> found = diagnose(0.5 * r, r, np.ones(4, bool), rtol=1e-7, atol=0)
+        >>> found.kind, found.factor
+        ('scale', 0.5)
     """
     hand, ref = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
     bad = np.asarray(bad, bool).reshape(hand.shape)
@@ -278,9 +282,9 @@ def _shift(h: np.ndarray, r: np.ndarray, fits: _Fits, refnz: bool, t: Any) -> Di
     early = (hh[:-1], rr[1:], ee[1:] if np.ndim(ee) else ee)
     for by, (a, b, e) in {1: late, -1: early}.items():
         if np.any(np.abs(b) > 0) and fits(a, b, e) and not fits(hh, rr, ee):
-            late = "one step late: hand[t+1] holds the reference's step t" if by == 1 else (
+            how = "one step late: hand[t+1] holds the reference's step t" if by == 1 else (
                 "one step early: hand[t] holds the reference's step t+1")
-            return Diagnosis("shift", f"shifted by one step along axis {t} ({late}; an off-by-one "
+            return Diagnosis("shift", f"shifted by one step along axis {t} ({how}; an off-by-one "
                              "time index)", factor=float(by), axis=t)
     return None
 

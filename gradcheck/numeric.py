@@ -171,7 +171,8 @@ def _real(v: Any) -> float:
 
 
 def central_partials(
-    obj: Objective, k: int, indices: Sequence[int], *, eps: float, kink_rtol: float, name: str
+    obj: Objective, k: int, indices: Sequence[int] | np.ndarray, *, eps: float, kink_rtol: float,
+    name: str,
 ) -> Partials:
     """Central differences with Richardson extrapolation and kink detection, element by element.
 
@@ -195,7 +196,7 @@ def central_partials(
     for out, j in enumerate(idx):
         x = float(flat[j])
         h = float(step_size(x, eps))
-        where = f"{name}{list(np.unravel_index(j, obj.base[k].shape))}"
+        where = _where(name, obj.base[k].shape, int(j))
         f = {}
         for s in (1.0, 0.5):
             up, down = (x + s * h), (x - s * h)
@@ -217,6 +218,10 @@ def central_partials(
     return Partials(idx, value, error, left, right, kink, "central")
 
 
+def _where(name: str, shape: tuple[int, ...], flat_index: int) -> str:
+    return f"{name}{[int(i) for i in np.unravel_index(flat_index, shape)]}"
+
+
 def _is_kink(gap1: float, gap2: float, noise: float, small: float) -> bool:
     """Slope jumps inconsistent with a smooth function: for smooth ``f`` the gap between right
     and left slopes is ``≈ h·f''`` and halves with the step; at a kink it stays (or vanishes when
@@ -229,7 +234,9 @@ def _is_kink(gap1: float, gap2: float, noise: float, small: float) -> bool:
     return not 0.3 <= ratio <= 0.7
 
 
-def complex_partials(obj: Objective, k: int, indices: Sequence[int], *, name: str) -> Partials:
+def complex_partials(
+    obj: Objective, k: int, indices: Sequence[int] | np.ndarray, *, name: str
+) -> Partials:
     """Complex-step partials ``Im f(x + i·h·e_j)/h`` with ``h = 2^-66`` (no cancellation).
 
     The error bound is a few ulps of the value plus the leaf's rounding scale; elements that
@@ -240,7 +247,7 @@ def complex_partials(obj: Objective, k: int, indices: Sequence[int], *, name: st
     flat = obj.base[k].reshape(-1)
     value = np.empty(len(idx))
     for out, j in enumerate(idx):
-        where = f"{name}{list(np.unravel_index(j, obj.base[k].shape))} (complex step)"
+        where = _where(name, obj.base[k].shape, int(j)) + " (complex step)"
         fz = obj.at(k, int(j), complex(flat[j], COMPLEX_STEP), where)
         value[out] = float(np.imag(fz)) / COMPLEX_STEP
     error = 64.0 * EPS64 * np.abs(value)
