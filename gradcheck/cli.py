@@ -95,16 +95,21 @@ def _progress(i: int, n: int, name: str, stream: TextIO) -> None:
 
 
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = [f"{'case':<34} {'tensor':<12} {'dtype':<8} {'worst rel err':>13}  verdict"]
+    """One line per (family, tensor): how many checks, the worst relative error, the verdicts."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
-        if row["verdict"] == "error":
-            lines.append(f"{row['name'][:34]:<34} {'-':<12} {'-':<8} {'-':>13}  ERROR")
-            continue
-        for leaf in row["leaves"]:
-            err = leaf.get("max_rel_err")
-            shown = f"{err:.2e}" if isinstance(err, float) else str(err)
-            lines.append(f"{row['name'][:34]:<34} {leaf['name'][:12]:<12} {leaf['dtype']:<8} "
-                         f"{shown:>13}  {leaf['verdict']}")
+        leaves = row["leaves"] or [{"name": "-", "verdict": row["verdict"], "max_rel_err": None}]
+        for leaf in leaves:
+            groups.setdefault((str(row.get("family", "")), leaf["name"]), []).append(leaf)
+    lines = [f"{'family':<14} {'tensor':<14} {'checks':>6} {'worst rel err':>13}  verdict"]
+    for (family, tensor), leaves in groups.items():
+        errs = [v["max_rel_err"] for v in leaves if isinstance(v.get("max_rel_err"), float)]
+        worst = f"{max(errs):.2e}" if errs else "-"
+        verdicts: dict[str, int] = {}
+        for v in leaves:
+            verdicts[v["verdict"]] = verdicts.get(v["verdict"], 0) + 1
+        shown = ", ".join(f"{n} {k}" for k, n in sorted(verdicts.items()))
+        lines.append(f"{family[:14]:<14} {tensor[:14]:<14} {len(leaves):>6} {worst:>13}  {shown}")
     return "\n".join(lines)
 
 
@@ -147,6 +152,12 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
     for row in rows:
         if row["verdict"] == "error":
             stream.write(f"\n{row['name']}: {row['error']}\n")
+        elif row["verdict"] != "pass":
+            stream.write(f"\n{row['name']}: {row['verdict']}\n")
+            for leaf in row["leaves"]:
+                if leaf["verdict"] != "pass" and leaf.get("diagnosis"):
+                    stream.write(f"  {leaf['name']}: {leaf['diagnosis']['summary']}; "
+                                 f"blame: {leaf['blame']}\n")
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {target}\n")
     return 0 if all(row["verdict"] == "pass" for row in rows) else 1

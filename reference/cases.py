@@ -1,0 +1,69 @@
+"""The reference zoo's declared gradient-check cases, audited by ``gradcheck audit``.
+
+Declared as plain dicts (this package never imports gradcheck): ``layer``, ``params``, ``x``
+and ``family``, for every layer family, a fixed set of seeds and shapes, float64 and float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib import import_module
+from typing import Any
+
+import numpy as np
+
+__all__ = ["GRADCHECK_CASES", "declared"]
+
+Factory = Callable[..., tuple[Any, Any, Any]]
+
+# family, module, factory name, keyword variants (each becomes one case per dtype and seed)
+_SPECS: list[tuple[str, str, str, list[dict[str, Any]]]] = [
+    ("activations", "reference.activations", "make_case",
+     [{"activation": a} for a in ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")]),
+    ("losses", "reference.losses", "make_case",
+     [{"loss": "sse"}, {"loss": "mse"}, {"loss": "bce"}, {"loss": "sigmoid_bce"},
+      {"loss": "softmax_ce", "targets": "labels"}, {"loss": "softmax_ce", "targets": "probs"}]),
+    ("dense", "reference.dense", "make_case",
+     [{"activation": a} for a in ("identity", "sigmoid", "tanh", "relu")] + [{"batch": 1, "d_in": 1}]),
+    ("mlp", "reference.mlp", "make_case",
+     [{"sizes": (4, 5, 3)}, {"sizes": (3, 4, 4, 2), "hidden_activation": "sigmoid"}, {"batch": 1}]),
+    ("conv", "reference.conv", "make_case",
+     [{"stride": 1, "pad": 1}, {"stride": 2, "pad": 0, "height": 6, "width": 5},
+      {"batch": 1, "channels": 1, "filters": 1, "kernel": 2}]),
+    ("pooling", "reference.pooling", "make_maxpool_case", [{"size": 3, "stride": 2}, {"size": 2, "stride": 2}]),
+    ("pooling", "reference.pooling", "make_avgpool_case", [{"size": 3, "stride": 2}, {"size": 2, "stride": 1}]),
+    ("recursive", "reference.recursive", "make_case", [{"tree": "balanced"}, {"tree": "unbalanced"},
+                                                       {"tree": "single"}]),
+    ("rnn", "reference.rnn", "make_case",
+     [{"activation": "tanh"}, {"activation": "sigmoid"}, {"activation": "relu"}, {"T": 1, "B": 1}]),
+    ("lstm", "reference.lstm", "make_case", [{}, {"T": 1, "B": 1}]),
+    ("gru", "reference.gru", "make_case", [{}, {"T": 1, "B": 1}]),
+]
+_SEEDS = (0, 1)
+_DTYPES = (np.float64, np.float32)
+
+
+def _label(kwargs: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in kwargs.items()) or "default"
+
+
+def declared() -> Iterator[dict[str, Any]]:
+    """Yield every zoo case; a family whose module is missing is skipped."""
+    for family, module_name, factory_name, variants in _SPECS:
+        try:
+            factory: Factory = getattr(import_module(module_name), factory_name)
+        except (ImportError, AttributeError):
+            continue
+        for kwargs in variants:
+            for dtype in _DTYPES:
+                for seed in _SEEDS:
+                    layer, params, x = factory(np.random.default_rng(seed), dtype=dtype, **kwargs)
+                    name = (f"{family}/{factory_name.removeprefix('make_').removesuffix('_case')}"
+                            f"[{_label(kwargs)}]/{np.dtype(dtype).name}/seed{seed}")
+                    yield {"name": name.replace("/case[", "["), "family": family, "layer": layer,
+                           "params": params, "x": x, "options": {"seed": seed}}
+
+
+def GRADCHECK_CASES() -> list[dict[str, Any]]:  # noqa: N802 - the audit protocol's name
+    """All zoo cases, built fresh (the audit calls this)."""
+    return list(declared())
