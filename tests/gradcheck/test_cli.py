@@ -1,0 +1,106 @@
+"""``gradcheck audit``: declared cases, exit codes, the JSON it writes, the summary it prints."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gradcheck import cli
+
+USER_MODULE = textwrap.dedent('''
+    import numpy as np
+
+    class Dense:
+        def __init__(self, bug=False):
+            self.bug = bug
+        def forward(self, p, x):
+            return x @ p["W"] + p["b"]
+        def backward(self, p, x, dy):
+            db = dy[0] if self.bug else dy.sum(0)
+            return {"W": x.T @ dy, "b": db}, dy @ p["W"].T
+
+    def sse(p, x, d):
+        return 0.5 * np.sum((x @ p["W"] - d) ** 2)
+
+    def sse_grad(p, x, d):
+        return {"W": x.T @ (x @ p["W"] - d)}
+
+    rng = np.random.default_rng(0)
+    P = {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}
+    X, D = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    GRADCHECK_CASES = [
+        {"name": "dense/ok", "layer": Dense(), "params": P, "x": X},
+        {"name": "sse/ok", "fun": sse, "grad": sse_grad, "params": {"W": P["W"]}, "args": (X, D),
+         "options": {"mode": "full"}},
+        {"name": "dense/bias-bug", "layer": Dense(bug=True), "params": P, "x": X},
+        {"name": "sse/raises", "fun": sse, "grad": lambda p, x, d: 1 / 0, "params": {"W": P["W"]},
+         "args": (X, D)},
+    ]
+''')
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "mylayers.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "mylayers"
+
+
+def test_audit_of_a_user_module(user_module: str, tmp_path: Path) -> None:
+    out = io.StringIO()
+    code = cli.audit([user_module], tmp_path / "reports", stream=out)
+    assert code == 1
+    doc = json.loads((tmp_path / "reports" / "gradcheck.json").read_text())
+    assert doc["schema"] == cli.AUDIT_SCHEMA
+    assert [r["verdict"] for r in doc["results"]] == ["pass", "pass", "fail", "error"]
+    assert doc["counts"] == {"pass": 2, "fail": 1, "error": 1}
+    failing = doc["results"][2]
+    assert failing["schema"] == "gradcheck.result/1"
+    assert [leaf["name"] for leaf in failing["leaves"] if leaf["verdict"] == "fail"] == ["b"]
+    assert "ZeroDivisionError" in doc["results"][3]["error"]
+    text = out.getvalue()
+    assert "dense" in text and "worst rel err" in text and "4 checks" in text
+    assert "dense/bias-bug: fail" in text and "blame: hand" in text
+
+
+def test_audit_passes_with_exit_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "okmod.py").write_text(USER_MODULE.replace(
+        'GRADCHECK_CASES = [', 'GRADCHECK_CASES = lambda: [').split('    {"name": "dense/bias-bug"')[0] + "]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.audit(["okmod"], tmp_path, stream=io.StringIO()) == 0
+
+
+@pytest.mark.parametrize(("module", "source", "message"), [
+    ("bad_none", "X = 1\n", "declares no GRADCHECK_CASES"),
+    ("bad_keys", "GRADCHECK_CASES = [{'name': 'x', 'layer': object()}]\n", "missing ['params', 'x']"),
+    ("bad_item", "GRADCHECK_CASES = [3]\n", "is not a dict"),
+])
+def test_bad_declarations_are_explained(module: str, source: str, message: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        cli.audit([module], tmp_path, stream=io.StringIO())
+
+
+def test_missing_module_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="cannot import 'no_such_module_here'"):
+        cli.audit(["no_such_module_here"], tmp_path, stream=io.StringIO())
+
+
+def test_console_script_audits_the_zoo_and_writes_the_report(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "gradcheck.cli", "audit", "-o", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    doc = json.loads((tmp_path / "gradcheck.json").read_text())
+    families = {r["family"] for r in doc["results"]}
+    assert {"dense", "mlp", "conv", "pooling", "rnn", "lstm", "gru", "recursive"} <= families
+    assert {leaf["dtype"] for r in doc["results"] for leaf in r["leaves"]} == {"float32", "float64"}
+    assert all(r["verdict"] == "pass" for r in doc["results"])
