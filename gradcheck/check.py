@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -69,7 +69,6 @@ class CheckOptions:
     full_max: int = 2048
     localise_max: int = 16384
     complex_step: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The options as plain JSON values, for the report."""
@@ -80,12 +79,12 @@ class CheckOptions:
                 return getattr(v, "__qualname__", repr(v))
             return list(v) if isinstance(v, tuple) else v
 
-        return {f.name: plain(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
 
 def _options(options: Mapping[str, Any]) -> CheckOptions:
     """Validate keyword options at the public boundary (Hypothesis-style one-line checks)."""
-    known = {f.name for f in fields(CheckOptions)} - {"extra"}
+    known = {f.name for f in fields(CheckOptions)}
     for key in options:
         if key not in known:
             close_names = difflib.get_close_matches(key, sorted(known), n=1)

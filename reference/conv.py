@@ -39,7 +39,6 @@ the flipped kernels (no scatter-add of windows).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -51,15 +50,6 @@ __all__ = ["Conv2D", "make_case", "output_size"]
 
 Array = Any  # numpy or JAX array (the forward runs on both)
 NDArray = npt.NDArray[Any]  # numpy array (the backward returns these)
-
-
-def _ns(*arrays: Any) -> ModuleType:
-    """The first non-numpy namespace among ``arrays`` (so JAX params + numpy x trace), else np."""
-    for a in arrays:
-        xp = namespace(a)
-        if xp is not np:
-            return xp
-    return np
 
 
 def output_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -207,7 +197,7 @@ class Conv2D:
         """
         w, b = params["w"], params["b"]
         self._check(tuple(w.shape), tuple(x.shape))
-        xp = _ns(x, w, b)
+        xp = namespace(x, w, b)
         p = self.pad
         y = _correlate(xp, _pad2d(xp, x, p, p, p, p), w, self.stride)
         return y + b[None, :, None, None]

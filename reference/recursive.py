@@ -35,7 +35,6 @@ and recurses over the same tree, using a private numpy forward cache.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, TypeAlias, Union
 
 import numpy as np
@@ -54,15 +53,6 @@ __all__ = [
 
 Array = Any  # numpy or JAX array (the forward runs on both)
 NDArray = npt.NDArray[Any]  # numpy array (the backward returns these)
-
-
-def _ns(*arrays: Any) -> ModuleType:
-    """The first non-numpy namespace among ``arrays`` (so JAX params + numpy x trace), else np."""
-    for a in arrays:
-        xp = namespace(a)
-        if xp is not np:
-            return xp
-    return np
 
 
 Tree: TypeAlias = Union[int, tuple["Tree", "Tree"]]  # noqa: UP007 (recursive alias)
@@ -191,7 +181,7 @@ class RecursiveNet:
         """
         w, b = params["W"], params["b"]
         self._check(tuple(w.shape), tuple(x.shape))
-        xp = _ns(x, w, b)
+        xp = namespace(x, w, b)
 
         def node(t: Tree) -> Array:
             if isinstance(t, int):
