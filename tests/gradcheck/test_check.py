@@ -218,6 +218,7 @@ def test_wrong_jax_twin_is_blamed_not_the_hand_gradient() -> None:
     assert any("twin" in n for n in res.notes)
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix is the point here
 def test_numpy_matrix_semantics_do_not_fake_an_autodiff_reference() -> None:
     """``np.matrix`` makes ``*`` a matmul; on JAX arrays it broadcasts instead, so the traced
     forward computes another function. That trace is rejected, not trusted."""
