@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -414,6 +414,9 @@ class _Context:
     ad: tuple[np.ndarray, ...] | None
     rng: np.random.Generator
     global_scale: float = 0.0
+    #: True while the precision ladder re-checks a float64 recomputation of the hand gradient:
+    #: it is then judged by its own dtype, not by the lower-precision parameter's.
+    ladder: bool = False
 
 
 def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
@@ -436,10 +439,21 @@ def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
     obj.f0 = float(np.real(first))
     rng = np.random.default_rng(opts.seed)
     use_numeric = "numeric" in opts.references
+    precision = np.dtype(np.float64)
+    eps = numeric.EPS64
     if use_numeric:
         obj.noise = numeric.estimate_noise(obj, rng)
-    eps = numeric.relative_step(obj.noise, obj.f0) if use_numeric else numeric.EPS64
-    precision = _precision_class(eps)
+        probe = numeric.resolves_float64(obj, rng)
+        exact = probe if probe is not None else (
+            numeric.relative_step(obj.noise, obj.f0, float64=False) <= numeric.LOW_PRECISION_NOISE)
+        eps = numeric.relative_step(obj.noise, obj.f0, float64=exact)
+        if not exact:
+            precision = _precision_class(eps)
+            # A float32 forward's noise may hide in one measurement: never assume less than
+            # float32 rounding of the loss.
+            floor = float(np.finfo(precision).eps) * abs(obj.f0)
+            obj.noise = max(obj.noise, floor)
+            eps = numeric.relative_step(obj.noise, obj.f0, float64=False)
     if precision != np.dtype(np.float64):
         notes.append(f"the forward computes in lower precision than float64 (relative noise "
                      f"{eps:.1g}, about {precision}): finite-difference steps and tolerances "
@@ -504,8 +518,8 @@ def _precision_ladder(ctx: _Context, results: list[LeafResult]) -> list[LeafResu
     ``1 − y²`` cancel, say — so the leaf passes with a note saying how far the low-precision
     gradient is off, instead of blaming a correct derivation.
     """
-    suspects = [i for i, r in enumerate(results)
-                if r.verdict == "fail" and r.blame == "hand" and np.dtype(r.dtype).itemsize < 8]
+    suspects = [i for i, r in enumerate(results) if r.verdict == "fail" and r.blame == "hand"
+                and np.dtype(r.tolerance_dtype).itemsize < 8]
     if not suspects or ctx.problem.hand_in_float64 is None:
         return results
     try:
@@ -519,10 +533,8 @@ def _precision_ladder(ctx: _Context, results: list[LeafResult]) -> list[LeafResu
         h64 = hand64[k]
         if h64 is None or h64.dtype != np.float64:
             continue
-        again = _check_leaf(ctx, k, h64, h64.size)
+        again = _check_leaf(replace(ctx, ladder=True), k, h64, h64.size)
         if again.verdict == "pass":
-            from dataclasses import replace
-
             low = results[i]
             note = (f"the {low.dtype} hand gradient is off by up to {low.max_rel_err:.2g} "
                     f"(relative) in {low.n_mismatched} entr{'y' if low.n_mismatched == 1 else 'ies'},"
@@ -535,11 +547,9 @@ def _precision_ladder(ctx: _Context, results: list[LeafResult]) -> list[LeafResu
 
 
 def _precision_class(eps: float) -> np.dtype[Any]:
-    if eps > 1e-4:
-        return np.dtype(np.float16)
-    if eps > numeric.LOW_PRECISION_NOISE:
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+    """The dtype of a forward that does not resolve float64 perturbations: float16 when its
+    measured relative noise says so, float32 otherwise."""
+    return np.dtype(np.float16) if eps > 1e-4 else np.dtype(np.float32)
 
 
 def _lower(a: np.dtype[Any], b: np.dtype[Any]) -> np.dtype[Any]:
@@ -570,12 +580,20 @@ def _with_notes(leaf: LeafResult, note: str, mode: str) -> LeafResult:
     return replace(leaf, notes=(*leaf.notes, note), mode=mode)
 
 
+def _judged(ctx: _Context, k: int, hand: np.ndarray) -> np.dtype[Any]:
+    """The precision a hand gradient can claim: the lowest of its own dtype, its parameter's
+    dtype (a float32 parameter's gradient computed through float32 activations is float32-accurate
+    even when the backward upcasts it) and the forward's measured precision."""
+    judged = _lower(np.dtype(hand.dtype), ctx.precision)
+    return judged if ctx.ladder else _lower(judged, np.dtype(ctx.problem.values[k].dtype))
+
+
 def _tolerances(
     ctx: _Context, k: int, hand: np.ndarray, ref_scale: float
 ) -> tuple[float, float, np.dtype[Any]]:
-    """rtol from the table for the lower of the hand dtype and the forward's real precision;
-    atol a fraction of the leaf's reference scale (see compare.GRAD_ATOL_FRACTION)."""
-    judged = _lower(np.dtype(hand.dtype), ctx.precision)
+    """rtol from the table for the judged dtype (see :func:`_judged`); atol a fraction of the
+    leaf's reference scale (see compare.GRAD_ATOL_FRACTION)."""
+    judged = _judged(ctx, k, hand)
     rtol = tolerance(judged, ctx.opts.rtol)
     if ctx.opts.atol is not None:
         atol = tolerance(judged, ctx.opts.atol)
@@ -596,7 +614,7 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
     kink = np.zeros(n, bool)
     method = None
     if "numeric" in opts.references:
-        rtol0 = tolerance(_lower(hand_native.dtype, ctx.precision), opts.rtol)
+        rtol0 = tolerance(_judged(ctx, k, hand_native), opts.rtol)
         parts = _partials(ctx, k, np.arange(n), hand, ad, rtol0)
         num, err, left, right, kink, method = (parts.value, parts.error, parts.left, parts.right,
                                                parts.kink, parts.method)
@@ -606,7 +624,12 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
     rtol, atol, judged = _tolerances(ctx, k, hand_native, scale)
     unreliable = np.zeros(n, bool)
     if num is not None and err is not None:
+        # Finite differences cannot vouch for an entry whose error bar is a tenth of the
+        # gradient's own size.  When every source says the whole gradient is exactly zero there
+        # is no size to be unreliable against: the bar itself is the resolution, and is reported.
         unreliable = (err > 0.1 * np.maximum(np.abs(num), scale)) & (err > atol) & ~kink
+        if max(scale, ctx.global_scale) == 0.0:
+            unreliable[:] = False
     hn = ha = na = None
     if num is not None and err is not None:
         hn = close(hand, num, rtol=rtol, atol=atol, err=err)
@@ -618,9 +641,39 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
         status = _statuses_with_unreliable(hn, ha, na, unreliable)
     else:
         status = triangulate(hn, ha, na)
+    outvoted = 0
+    if num is not None and err is not None and ad is not None:
+        before = status
+        status = _numeric_outvoted(status, num, err, ad, atol)
+        outvoted = int(np.count_nonzero((before == "numeric") & (status == "hand") & ~kink))
     status[kink] = "kink"
-    return _leaf_result(ctx, k, hand_native, status, num, err, ad, left, right, kink, rtol, atol,
+    leaf = _leaf_result(ctx, k, hand_native, status, num, err, ad, left, right, kink, rtol, atol,
                         judged, method, "full")
+    if outvoted:
+        leaf = replace(leaf, notes=(*leaf.notes, (
+            f"autodiff agrees with the hand gradient on {outvoted} entr"
+            f"{'y' if outvoted == 1 else 'ies'} where finite differences, far outside their error "
+            "bar at a smooth point, do not: the JAX path drops the same term as the hand backward "
+            "(stop_gradient, truncated BPTT)")))
+    return leaf
+
+
+#: How far beyond its own error bar a smooth-point finite difference must be before it is trusted
+#: over hand and autodiff agreeing with each other.
+_OUTVOTE_MARGIN = 100.0
+
+
+def _numeric_outvoted(status: np.ndarray, num: np.ndarray, err: np.ndarray, ad: np.ndarray,
+                      atol: float) -> np.ndarray:
+    """DESIGN's row "hand ≈ autodiff, both ≠ numeric → blame numeric" assumes the finite
+    difference is the one off (a kink, the step, round-off).  Where it sits a hundred error bars
+    away from autodiff at a smooth point, that cannot be: hand and autodiff share the error — a
+    JAX forward or twin with ``stop_gradient`` or the same truncation as the hand BPTT — and the
+    hand gradient is not the gradient of the forward.  Those entries are the hand's failure."""
+    far = np.abs(num - ad) > _OUTVOTE_MARGIN * (err + atol)
+    out = status.copy()
+    out[(status == "numeric") & far] = "hand"
+    return out
 
 
 def _statuses_with_unreliable(hn: np.ndarray, ha: np.ndarray | None, na: np.ndarray | None,
@@ -638,8 +691,15 @@ def _partials(ctx: _Context, k: int, idx: np.ndarray, hand: np.ndarray, ad: np.n
     """Complex step where the forward allows it, with central-difference re-measurement of every
     entry where the complex step disagrees with the hand gradient or autodiff."""
     name = ctx.problem.names[k]
+    scale = np.abs(ad if ad is not None else hand)
+    floor = rtol * GRAD_ATOL_FRACTION * (float(np.max(scale)) if scale.size else 0.0)
+
+    def central(which: np.ndarray) -> numeric.Partials:
+        return numeric.central_partials(ctx.obj, k, which, eps=ctx.eps, kink_rtol=rtol, name=name,
+                                        kink_floor=floor)
+
     if not ctx.complex_ok:
-        return numeric.central_partials(ctx.obj, k, idx, eps=ctx.eps, kink_rtol=rtol, name=name)
+        return central(idx)
     import warnings
 
     with warnings.catch_warnings():
@@ -648,7 +708,7 @@ def _partials(ctx: _Context, k: int, idx: np.ndarray, hand: np.ndarray, ad: np.n
             cs = numeric.complex_partials(ctx.obj, k, idx, name=name)
         except UserCodeError:
             ctx.complex_ok = False
-            return numeric.central_partials(ctx.obj, k, idx, eps=ctx.eps, kink_rtol=rtol, name=name)
+            return central(idx)
     scale = float(np.max(np.abs(cs.value))) if cs.value.size else 0.0
     floor = rtol * GRAD_ATOL_FRACTION * scale
     suspect = ~close(hand[idx], cs.value, rtol=rtol, atol=floor, err=cs.error)
@@ -656,7 +716,7 @@ def _partials(ctx: _Context, k: int, idx: np.ndarray, hand: np.ndarray, ad: np.n
         suspect |= ~close(ad[idx], cs.value, rtol=rtol, atol=floor, err=cs.error)
     if not suspect.any():
         return cs
-    re = numeric.central_partials(ctx.obj, k, idx[suspect], eps=ctx.eps, kink_rtol=rtol, name=name)
+    re = central(idx[suspect])
     value, error = cs.value.copy(), cs.error.copy()
     left, right, kink = cs.left.copy(), cs.right.copy(), cs.kink.copy()
     value[suspect], error[suspect] = re.value, re.error
@@ -681,9 +741,10 @@ def _directional_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafRes
     for p in range(opts.probes):
         seed = _probe_seed(opts.seed, k, p)
         u = np.random.default_rng(seed).standard_normal(x.shape) * np.maximum(1.0, np.abs(x))
+        d = _directional(ctx, k, u, float(np.sum(hand * u)), rtol, atol, name)
+        u = d.direction  # what the estimate measured, after rounding
         ph = float(np.sum(hand * u))
         pa = float(np.sum(ad * u)) if ad is not None else None
-        d = _directional(ctx, k, u, ph, rtol, name)
         method = d.method
         size = max(float(np.linalg.norm(hand * u)), abs(d.value))
         tol = rtol * size + atol * float(np.linalg.norm(u))
@@ -722,13 +783,14 @@ def _directional_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafRes
     return leaf
 
 
-def _directional(ctx: _Context, k: int, u: np.ndarray, ph: float, rtol: float,
+def _directional(ctx: _Context, k: int, u: np.ndarray, ph: float, rtol: float, atol: float,
                  name: str) -> numeric.Directional:
     if ctx.complex_ok:
         d = numeric.directional_complex(ctx.obj, k, u, name=name)
         if abs(ph - d.value) <= rtol * max(abs(ph), abs(d.value)) + d.error:
             return d
-    return numeric.directional_central(ctx.obj, k, u, eps=ctx.eps, kink_rtol=rtol, name=name)
+    return numeric.directional_central(ctx.obj, k, u, eps=ctx.eps, kink_rtol=rtol, name=name,
+                                       kink_floor=atol * float(np.linalg.norm(u)))
 
 
 def _leaf_result(

@@ -85,7 +85,7 @@ def close(
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(a - b)
-        ok = diff <= rtol * np.maximum(np.abs(a), np.abs(b)) + atol + err
+        ok = np.isfinite(diff) & (diff <= rtol * np.maximum(np.abs(a), np.abs(b)) + atol + err)
     same_inf = np.isinf(a) & (a == b)
     return np.asarray(ok | same_inf)
 
@@ -113,9 +113,13 @@ def agreement(
         denom = np.maximum(np.abs(a), np.abs(b))
         rel = np.where(diff == 0, 0.0, diff / np.where(denom == 0, 1.0, denom))
         rel = np.where(np.isnan(a) | np.isnan(b), np.nan, rel)
-        na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-        norm_rel = float(np.linalg.norm(a - b)) / max(na, nb) if max(na, nb) > 0 else 0.0
-        cosine = float(a @ b) / (na * nb) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
+        # Norms of rescaled copies: squares of 1e-170 underflow, squares of 1e170 overflow.
+        big = float(np.max(denom[np.isfinite(denom)])) if np.isfinite(denom).any() else 0.0
+        sa, sb = (a / big, b / big) if big > 0 else (a, b)
+        na, nb = float(np.linalg.norm(sa)), float(np.linalg.norm(sb))
+        norm_rel = float(np.linalg.norm(sa - sb)) / max(na, nb) if max(na, nb) > 0 else 0.0
+        cosine = float(sa @ sb) / (na * nb) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
+        cosine = min(1.0, max(-1.0, cosine)) if math.isfinite(cosine) else cosine
     return (
         Agreement(
             max_abs_err=_nanmax(diff),

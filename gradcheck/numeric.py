@@ -48,13 +48,15 @@ __all__ = [
     "directional_complex",
     "estimate_noise",
     "relative_step",
+    "resolves_float64",
     "step_size",
 ]
 
 EPS64 = float(np.finfo(np.float64).eps)
 #: Complex-step size: a power of two so ``i·h·v`` is formed without rounding.
 COMPLEX_STEP = 2.0**-66
-#: Relative noise above which a float64 forward is said to compute in lower precision.
+#: Relative noise ``σ/|f|`` above which a forward whose precision probe was inconclusive is
+#: taken to compute in lower precision than float64.
 LOW_PRECISION_NOISE = 1e-10
 
 
@@ -113,20 +115,18 @@ def step_size(x: np.ndarray | float, eps: float = EPS64) -> np.ndarray:
     return np.asarray(eps ** (1.0 / 3.0) * np.maximum(1.0, np.abs(x)), dtype=np.float64)
 
 
-def relative_step(noise: float, f0: float) -> float:
-    """The forward's relative noise ``ε = σ/|f|``, clamped to ``[EPS64, 1e-2]``."""
-    scale = abs(f0) if f0 != 0.0 else 1.0
-    return float(min(max(noise / scale, EPS64), 1e-2))
-
-
-def estimate_noise(obj: Objective, rng: np.random.Generator, *, points: int = 9) -> float:
+def estimate_noise(
+    obj: Objective, rng: np.random.Generator, *, points: int = 9, directions: int = 3
+) -> float:
     """Measure the absolute noise ``σ`` of the forward near the base point.
 
     Evaluates the loss at ``x + k·δ·u`` (``k = 0..points-1``, ``δ ≈ 7.6e-6`` relative, ``u`` a
-    Gaussian direction scaled by ``max(1, |x|)``) along two directions, and reads ``σ`` from the
-    fourth differences, where the smooth part is negligible: ``σ² ≈ mean(Δ⁴f)² · (4!)²/8!``
+    Gaussian direction scaled by ``max(1, |x|)``) along several directions, and reads ``σ`` from
+    the fourth differences, where the smooth part is negligible: ``σ² ≈ mean(Δ⁴f)² · (4!)²/8!``
     (Moré & Wild's ECnoise with a fixed order).  The points sit on one side of ``x``, so a kink
-    exactly at ``x`` does not pollute the estimate; the smaller of the two directions is kept.
+    exactly at ``x`` does not pollute the estimate.  The median over the directions is kept: one
+    direction that crosses a kink cannot inflate it, and one whose float32 rounding happens to
+    form a perfectly regular staircase (zero fourth differences) cannot hide the noise.
 
     Returns:
         ``σ``, at least ``2·eps·|f0|``.
@@ -134,7 +134,7 @@ def estimate_noise(obj: Objective, rng: np.random.Generator, *, points: int = 9)
     delta = 2.0**-17
     gamma = math.factorial(4) ** 2 / math.factorial(8)
     estimates = []
-    for _ in range(2):
+    for _ in range(directions):
         direction = [
             rng.standard_normal(b.shape) * np.maximum(1.0, np.abs(b)) * delta for b in obj.base
         ]
@@ -145,7 +145,61 @@ def estimate_noise(obj: Objective, rng: np.random.Generator, *, points: int = 9)
         diffs = np.diff(np.asarray(values), n=4)
         estimates.append(math.sqrt(gamma * float(np.mean(diffs**2))))
     floor = 2.0 * EPS64 * max(abs(obj.f0), 1e-300)
-    return max(min(estimates), floor)
+    return max(float(np.median(estimates)), floor)
+
+
+def resolves_float64(
+    obj: Objective, rng: np.random.Generator, *, directions: int = 2
+) -> bool | None:
+    """Whether the forward resolves perturbations far below float32's resolution.
+
+    Along a direction ``u``, a forward that computes in float64 changes linearly under moves of
+    ``2^-26`` and ``2^-27`` (relative, below float32's half-ulp ``2^-25``), by what a coarse move
+    of ``2^-12`` predicts, and the second change is half the first.  A forward that casts to
+    float32 inside cannot see such moves (its input rounds back to the same float32): it moves by
+    0 or by a quantum instead.  Scale-free, unlike
+    ``σ/|f|``: a float64 loss that is near zero by cancellation is not mistaken for a
+    low-precision one.  A direction along which the change is lost in the rounding of ``f`` itself
+    (zero gradient, a huge ``|f|``, or a quantised forward at ``x = 0``) is inconclusive.
+
+    Returns:
+        ``False`` when some direction responds non-linearly, ``True`` when one responds linearly
+        and none non-linearly, ``None`` when no direction could tell.
+    """
+    s, coarse = 2.0**-26, 2.0**-12
+    resolution = 1e3 * EPS64 * max(abs(obj.f0), 1e-300)
+    seen_linear = False
+    for _ in range(directions):
+        u = [rng.standard_normal(b.shape) * np.maximum(1.0, np.abs(b)) for b in obj.base]
+        moved = []  # symmetric moves: the curvature of f cancels out of each
+        for step in (coarse, coarse / 2, s, s / 2):
+            ends = [
+                float(np.real(obj([b + sign * step * d for b, d in zip(obj.base, u, strict=True)],
+                                  "probing the forward's precision")))
+                for sign in (1.0, -1.0)
+            ]
+            moved.append((ends[0] - ends[1]) / 2)
+        visible, half, big, small = moved
+        predicted = visible * (s / coarse)  # what a float64 forward moves by at the fine step
+        if abs(predicted) <= 10 * resolution or abs(half / visible - 0.5) > 0.01:
+            continue  # flat along u, f too large to see the move, or not yet linear at the
+            # coarse step (f' = 0 with a cubic term): this direction cannot tell
+        if abs(big - predicted) > 0.2 * abs(predicted) or abs(small / big - 0.5) > 0.05:
+            return False  # the fine moves were rounded away or quantised: float32 inside
+        seen_linear = True
+    return True if seen_linear else None
+
+
+def relative_step(noise: float, f0: float, *, float64: bool = True) -> float:
+    """The forward's relative noise ``ε = σ/|f|`` that sets the step, clamped to ``[EPS64, 1e-2]``.
+
+    For a forward known to compute in float64 (:func:`resolves_float64`) ``ε`` is also capped at
+    ``1e-9``: a large ``σ/|f|`` there means a loss near zero by cancellation, not low precision,
+    and the step must stay small.
+    """
+    scale = abs(f0) if f0 != 0.0 else 1.0
+    cap = 1e-9 if float64 else 1e-2
+    return float(min(max(noise / scale, EPS64), cap))
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +226,7 @@ def _real(v: Any) -> float:
 
 def central_partials(
     obj: Objective, k: int, indices: Sequence[int] | np.ndarray, *, eps: float, kink_rtol: float,
-    name: str,
+    name: str, kink_floor: float = 0.0,
 ) -> Partials:
     """Central differences with Richardson extrapolation and kink detection, element by element.
 
@@ -183,6 +237,7 @@ def central_partials(
         eps: relative noise of the forward, which sets the step.
         kink_rtol: relative size below which a slope jump is ignored (the comparison tolerance).
         name: the leaf's name, for messages.
+        kink_floor: absolute size below which a slope jump is ignored (the comparison's atol).
 
     Returns:
         :class:`Partials` with ``method="central"``.
@@ -214,7 +269,7 @@ def central_partials(
         r2, l2 = (p2 - f0) / hp2, (f0 - m2) / hm2
         value[out], left[out], right[out] = rich, l2, r2
         error[out] = abs(rich - d2) + 3.0 * sigma / h
-        kink[out] = _is_kink(r1 - l1, r2 - l2, sigma / h, kink_rtol * max(abs(r2), abs(l2)))
+        kink[out] = _is_kink((r1, r2), (l1, l2), sigma / h, kink_rtol, kink_floor)
     return Partials(idx, value, error, left, right, kink, "central")
 
 
@@ -222,16 +277,25 @@ def _where(name: str, shape: tuple[int, ...], flat_index: int) -> str:
     return f"{name}{[int(i) for i in np.unravel_index(flat_index, shape)]}"
 
 
-def _is_kink(gap1: float, gap2: float, noise: float, small: float) -> bool:
-    """Slope jumps inconsistent with a smooth function: for smooth ``f`` the gap between right
-    and left slopes is ``≈ h·f''`` and halves with the step; at a kink it stays (or vanishes when
-    the kink lies between ``h/2`` and ``h``)."""
-    g1, g2 = abs(gap1), abs(gap2)
-    threshold = max(20.0 * noise, small)
-    if max(g1, g2) <= threshold:
+def _is_kink(
+    right: tuple[float, float], left: tuple[float, float], noise: float, rtol: float, floor: float
+) -> bool:
+    """Slope jumps inconsistent with a smooth function.
+
+    ``right``/``left`` are the one-sided slopes at steps ``h`` and ``h/2``.  For smooth ``f`` the
+    gap between them is ``≈ h·f''`` and halves with the step (or shrinks faster where
+    ``f'' = 0``); at a kink it stays.  A kink between ``h/2`` and ``h`` shows as a gap at ``h``
+    that vanishes at ``h/2`` while being as large as the slopes themselves.  Gaps below the
+    noise, ``rtol`` of the slopes or the absolute ``floor`` (the comparison's atol) are ignored.
+    """
+    g1, g2 = abs(right[0] - left[0]), abs(right[1] - left[1])
+    slopes = max(abs(right[0]), abs(left[0]), abs(right[1]), abs(left[1]))
+    if max(g1, g2) <= max(20.0 * noise, rtol * slopes, floor):
         return False
     ratio = g2 / g1 if g1 > 0 else math.inf
-    return not 0.3 <= ratio <= 0.7
+    if ratio >= 0.75:  # the jump does not shrink with the step: a kink at x
+        return True
+    return ratio < 0.3 and g1 >= 0.5 * slopes  # a jump inside (h/2, h], as large as the slopes
 
 
 def complex_partials(
@@ -239,7 +303,7 @@ def complex_partials(
 ) -> Partials:
     """Complex-step partials ``Im f(x + i·h·e_j)/h`` with ``h = 2^-66`` (no cancellation).
 
-    The error bound is a few ulps of the value plus the leaf's rounding scale; elements that
+    The error bound is a few ulps of the value and of the leaf's largest derivative; elements that
     disagree with the hand gradient are re-measured with :func:`central_partials` by the caller,
     so a forward that is complex-safe only in part cannot blame a correct gradient.
     """
@@ -250,7 +314,10 @@ def complex_partials(
         where = _where(name, obj.base[k].shape, int(j)) + " (complex step)"
         fz = obj.at(k, int(j), complex(flat[j], COMPLEX_STEP), where)
         value[out] = float(np.imag(fz)) / COMPLEX_STEP
-    error = 64.0 * EPS64 * np.abs(value)
+    # Rounding in the imaginary part is relative to the derivative's own terms, whose size the
+    # leaf's largest derivative stands in for: an entry that is 0 up to rounding gets a bar too.
+    scale = float(np.max(np.abs(value))) if value.size else 0.0
+    error = 64.0 * EPS64 * (np.abs(value) + scale)
     nan = np.full(len(idx), np.nan)
     return Partials(idx, value, error, nan, nan.copy(), np.zeros(len(idx), bool), "complex")
 
@@ -259,7 +326,8 @@ def complex_partials(
 class Directional:
     """A finite-difference directional derivative ``⟨∇f, u⟩`` along ``u`` with its error bound.
 
-    ``u`` is the direction actually used (Gaussian probe scaled by ``max(1, |x|)``), ``kink``
+    ``direction`` is the direction actually measured (the Gaussian probe scaled by
+    ``max(1, |x|)``, as realised after rounding), ``kink``
     whether the one-sided slopes along it disagree (non-differentiable along this probe).
     """
 
@@ -273,9 +341,15 @@ class Directional:
 
 
 def directional_central(
-    obj: Objective, k: int, u: np.ndarray, *, eps: float, kink_rtol: float, name: str
+    obj: Objective, k: int, u: np.ndarray, *, eps: float, kink_rtol: float, name: str,
+    kink_floor: float = 0.0,
 ) -> Directional:
-    """Central Richardson estimate of ``⟨∇_k f, u⟩`` with kink detection along ``u``."""
+    """Central Richardson estimate of ``⟨∇_k f, u⟩`` with kink detection along ``u``.
+
+    ``x ± s·t·u`` is rounded, so the forward sees displacements slightly off ``s·t·u``; the
+    returned ``direction`` is the one the estimate really measures — the Richardson combination
+    of the realised displacements — and the caller projects the hand gradient on it.
+    """
     t = eps ** (1.0 / 3.0)
     base = obj.base[k]
     got = {}
@@ -284,17 +358,17 @@ def directional_central(
         got[s] = (
             _real(obj(_replace(obj.base, k, up), f"{name} moved along a probe by +{s * t:.3g}")),
             _real(obj(_replace(obj.base, k, down), f"{name} moved along a probe by -{s * t:.3g}")),
+            (up - base) + (base - down),  # realised 2·s·t·u
         )
-    (p1, m1), (p2, m2) = got[1.0], got[0.5]
+    (p1, m1, e1), (p2, m2, e2) = got[1.0], got[0.5]
     d1, d2 = (p1 - m1) / (2 * t), (p2 - m2) / t
     rich = (4.0 * d2 - d1) / 3.0
+    realised = (4.0 * e2 / t - e1 / (2 * t)) / 3.0
     r1, l1 = (p1 - obj.f0) / t, (obj.f0 - m1) / t
     r2, l2 = (p2 - obj.f0) / (t / 2), (obj.f0 - m2) / (t / 2)
-    # Rounding x ± s·t·u moves each displacement by at most ulp(x), a relative 2e-11 of the
-    # step: far below every tolerance, so the nominal direction u is used for ⟨hand, u⟩.
     error = abs(rich - d2) + 3.0 * obj.noise / t
-    kink = _is_kink(r1 - l1, r2 - l2, obj.noise / t, kink_rtol * max(abs(r2), abs(l2)))
-    return Directional(u, rich, error, l2, r2, kink, "central")
+    kink = _is_kink((r1, r2), (l1, l2), obj.noise / t, kink_rtol, kink_floor)
+    return Directional(realised, rich, error, l2, r2, kink, "central")
 
 
 def directional_complex(obj: Objective, k: int, u: np.ndarray, *, name: str) -> Directional:
