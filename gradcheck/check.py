@@ -421,10 +421,9 @@ class _Context:
 
 def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
     notes = list(problem.notes)
-    eval_dtype = np.float64
 
     def evaluate(leaves: Sequence[np.ndarray]) -> Any:
-        cast = [leaf if np.iscomplexobj(leaf) else leaf.astype(eval_dtype, copy=False)
+        cast = [leaf if np.iscomplexobj(leaf) else leaf.astype(np.float64, copy=False)
                 for leaf in leaves]
         value = hy.call_user(problem.loss, f"{problem.name}'s forward", problem.rebuild(cast),
                              where=obj.context)
@@ -439,41 +438,13 @@ def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
     obj.f0 = float(np.real(first))
     rng = np.random.default_rng(opts.seed)
     use_numeric = "numeric" in opts.references
-    precision = np.dtype(np.float64)
-    eps = numeric.EPS64
-    if use_numeric:
-        obj.noise = numeric.estimate_noise(obj, rng)
-        probe = numeric.resolves_float64(obj, rng)
-        exact = probe if probe is not None else (
-            numeric.relative_step(obj.noise, obj.f0, float64=False) <= numeric.LOW_PRECISION_NOISE)
-        eps = numeric.relative_step(obj.noise, obj.f0, float64=exact)
-        if not exact:
-            precision = _precision_class(eps)
-            # A float32 forward's noise may hide in one measurement: never assume less than
-            # float32 rounding of the loss.
-            floor = float(np.finfo(precision).eps) * abs(obj.f0)
-            obj.noise = max(obj.noise, floor)
-            eps = numeric.relative_step(obj.noise, obj.f0, float64=False)
+    eps, precision = _measure_forward(obj, rng) if use_numeric else (numeric.EPS64, np.dtype(np.float64))
     if precision != np.dtype(np.float64):
         notes.append(f"the forward computes in lower precision than float64 (relative noise "
                      f"{eps:.1g}, about {precision}): finite-difference steps and tolerances "
                      f"follow {precision}")
-    ad = None
-    references = []
-    if use_numeric:
-        references.append("numeric")
-    if "autodiff" in opts.references:
-        tol = 1e3 * max(obj.noise, numeric.EPS64 * abs(obj.f0)) + 1e-300
-        got = autodiff.gradient(problem.jax_candidates(), base, expected=obj.f0, tol=tol,
-                                twin=problem.twin)
-        if got.grads is not None:
-            ad = got.grads
-            references.append("autodiff")
-            if got.note:
-                notes.append(f"the JAX twin does not compute the forward's loss ({got.note})")
-        else:
-            notes.append(got.note + "; the verdict uses "
-                         + ("hand vs finite differences only" if use_numeric else "no reference"))
+    ad = _autodiff_reference(problem, opts, obj, base, notes) if "autodiff" in opts.references else None
+    references = [r for r, there in (("numeric", use_numeric), ("autodiff", ad is not None)) if there]
     if not references:
         raise InvalidArgument("no reference is available: enable 'numeric' in references, or "
                               "make the forward JAX-traceable / pass jax_fun.")
@@ -509,6 +480,40 @@ def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
     )
 
 
+def _measure_forward(obj: numeric.Objective, rng: np.random.Generator) -> tuple[float, np.dtype[Any]]:
+    """Measure the forward's noise (into ``obj.noise``) and decide its precision.
+
+    The precision probe decides; when it cannot tell, the measured relative noise does.  A
+    low-precision forward's noise is never taken below its dtype's rounding of the loss.
+
+    Returns:
+        The relative noise ``ε`` that sets the finite-difference steps, and the precision class.
+    """
+    obj.noise = numeric.estimate_noise(obj, rng)
+    probe = numeric.resolves_float64(obj, rng)
+    exact = probe if probe is not None else (
+        numeric.relative_step(obj.noise, obj.f0, float64=False) <= numeric.LOW_PRECISION_NOISE)
+    if exact:
+        return numeric.relative_step(obj.noise, obj.f0), np.dtype(np.float64)
+    precision = _precision_class(numeric.relative_step(obj.noise, obj.f0, float64=False))
+    obj.noise = max(obj.noise, float(np.finfo(precision).eps) * abs(obj.f0))
+    return numeric.relative_step(obj.noise, obj.f0, float64=False), precision
+
+
+def _autodiff_reference(problem: _Problem, opts: CheckOptions, obj: numeric.Objective,
+                        base: list[np.ndarray], notes: list[str]) -> tuple[np.ndarray, ...] | None:
+    """JAX's gradient of the forward (or twin) at the point, or ``None`` with a note saying why."""
+    tol = 1e3 * max(obj.noise, numeric.EPS64 * abs(obj.f0)) + 1e-300
+    got = autodiff.gradient(problem.jax_candidates(), base, expected=obj.f0, tol=tol,
+                            twin=problem.twin)
+    if got.grads is None:
+        fallback = "hand vs finite differences only" if "numeric" in opts.references else "no reference"
+        notes.append(f"{got.note}; the verdict uses {fallback}")
+    elif got.note:
+        notes.append(f"the JAX twin does not compute the forward's loss ({got.note})")
+    return got.grads
+
+
 def _precision_ladder(ctx: _Context, results: list[LeafResult]) -> list[LeafResult]:
     """Separate a wrong formula from a lost precision.
 
@@ -536,11 +541,11 @@ def _precision_ladder(ctx: _Context, results: list[LeafResult]) -> list[LeafResu
         again = _check_leaf(replace(ctx, ladder=True), k, h64, h64.size)
         if again.verdict == "pass":
             low = results[i]
-            note = (f"the {low.dtype} hand gradient is off by up to {low.max_rel_err:.2g} "
-                    f"(relative) in {low.n_mismatched} entr{'y' if low.n_mismatched == 1 else 'ies'},"
-                    f" but the same backward run in float64 is correct: {low.dtype} arithmetic "
-                    "loses the precision here (cancellation, e.g. 1 − y² of a saturated unit), "
-                    "not the derivation")
+            note = (f"the hand gradient is off by up to {low.max_rel_err:.2g} (relative) in "
+                    f"{low.n_mismatched} entr{'y' if low.n_mismatched == 1 else 'ies'}, but the same "
+                    f"backward run in float64 is correct: {low.tolerance_dtype} arithmetic loses the "
+                    "precision here (cancellation, e.g. 1 − y² of a saturated unit), not the "
+                    "derivation")
             out[i] = replace(low, verdict="pass", blame=None, diagnosis=None,
                              notes=(*low.notes, note))
     return out
