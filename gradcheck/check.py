@@ -66,7 +66,7 @@ class CheckOptions:
     probes: int = 3
     worst: int = 5
     time_axis: int | None = 0
-    full_max: int = 2048
+    full_max: int = 4096
     localise_max: int = 16384
     complex_step: bool | None = None
 
