@@ -5,11 +5,13 @@ The public contract (see DESIGN.md)::
     res = gc.check_grad(fun, grad, params, *args, **options)
     res = gc.check_layer(layer, params, x, **options)
     res.passed, res.verdict, res.leaves, res.to_dict(), res.raise_for_failure()
+    flow = gc.gradient_flow(layer_or_cell, params, x)   # vanishing / exploding through time, depth
 """
 
 from gradcheck.adapters import cs231n_layer, loss_and_grads, stateful_layer
 from gradcheck.check import CheckOptions, Mode, check_grad, check_layer
 from gradcheck.compare import GRAD_RTOL, tolerance
+from gradcheck.dynamics import Cell, ClipReport, FlowResult, gradient_flow
 from gradcheck.errors import (
     GradcheckError,
     GradientMismatch,
@@ -36,10 +38,13 @@ __all__ = [
     "GRAD_RTOL",
     "SCHEMA_VERSION",
     "Agreement",
+    "Cell",
     "CheckOptions",
     "CheckResult",
+    "ClipReport",
     "Diagnosis",
     "Element",
+    "FlowResult",
     "GradcheckError",
     "GradientMismatch",
     "GradientStructureError",
@@ -55,6 +60,7 @@ __all__ = [
     "check_grad",
     "check_layer",
     "cs231n_layer",
+    "gradient_flow",
     "loss_and_grads",
     "stateful_layer",
     "tolerance",
