@@ -37,6 +37,7 @@ References:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,7 +66,7 @@ Params = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Activation:
+class Activation(ABC):
     """Base class: an activation ``y = g(net)``; subclasses define ``forward`` and ``derivative``.
 
     Attributes:
@@ -76,13 +77,13 @@ class Activation:
     name: ClassVar[str] = "activation"
     elementwise: ClassVar[bool] = True
 
+    @abstractmethod
     def forward(self, x: Array) -> Array:
         """Return ``y = g(x)``; ``x`` of shape ``(..., D)`` (numpy or JAX), ``y`` alike."""
-        raise NotImplementedError
 
+    @abstractmethod
     def derivative(self, x: NDArray, y: NDArray) -> NDArray:
         """Return the elementwise ``g'(x)`` (numpy) given ``x`` and ``y = g(x)``; shape of ``x``."""
-        raise NotImplementedError
 
     def backward(self, x: NDArray, y: NDArray, dy: NDArray) -> NDArray:
         """Return ``dx = ∂L/∂x`` given ``x``, ``y = g(x)`` and ``dy = ∂L/∂y`` (all one shape).

@@ -37,6 +37,7 @@ References:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -71,7 +72,7 @@ def _check_reduction(reduction: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Loss:
+class Loss(ABC):
     """Base class: a loss ``C(y, d)``; subclasses define ``_total`` (xp) and ``_grad`` (numpy).
 
     Attributes:
@@ -87,11 +88,13 @@ class Loss:
     def _scale(self, y: Any) -> float:
         return 1.0 / y.shape[0] if self.reduction == "mean" else 1.0
 
+    @abstractmethod
     def _total(self, y: Array, d: Array) -> Array:
-        raise NotImplementedError
+        """The summed loss (xp-generic), before the reduction's scale."""
 
+    @abstractmethod
     def _grad(self, y: NDArray, d: NDArray) -> NDArray:
-        raise NotImplementedError
+        """∂(summed loss)/∂y (numpy), before the reduction's scale."""
 
     def forward(self, y: Array, d: Array) -> Array:
         """Return ``C(y, d)``, a 0-d array of the dtype of ``y`` (numpy or JAX, like ``y``).
