@@ -1,5 +1,9 @@
 """The ``gradcheck`` command: ``gradcheck audit [MODULE ...]`` checks every declared case.
 
+``gradcheck audit`` writes ``reports/gradcheck.json`` and ``reports/gradcheck.html``;
+``gradcheck report results.json -o report.html`` renders the HTML report of any results file
+(a pytest session, an audit, a single check result or gradient flow).
+
 A module declares its cases as a list (or a function returning a list) named
 ``GRADCHECK_CASES`` of plain dicts, so declaring them needs no import of gradcheck::
 
@@ -18,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, TextIO
 
 from gradcheck.errors import GradcheckError
 
-__all__ = ["audit", "load_cases", "main", "run_case"]
+__all__ = ["audit", "load_cases", "main", "report", "run_case"]
 
 AUDIT_SCHEMA = "gradcheck.audit/1"
 _REQUIRED = {"layer": ("params", "x"), "fun": ("grad", "params")}
@@ -113,17 +114,10 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
           runner: Callable[[Mapping[str, Any]], dict[str, Any]] = run_case) -> int:
-    """Check every case the modules declare, print a summary, write ``gradcheck.json``.
+    """Check every case the modules declare, print a summary, write ``gradcheck.json`` and
+    ``gradcheck.html`` to ``out_dir``.
 
     Returns:
         The exit code: 0 only when every check passes.
@@ -144,10 +138,12 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
     elapsed = time.perf_counter() - start
+    from gradcheck import report as rep
+
     document = {"schema": AUDIT_SCHEMA, "modules": list(modules), "seconds": round(elapsed, 3),
-                "counts": counts, "results": rows}
-    target = out_dir / "gradcheck.json"
-    _write_atomic(target, json.dumps(document, indent=1, allow_nan=False))
+                "counts": counts, "environment": rep.current_environment(), "results": rows}
+    target = rep.write_json(document, out_dir / "gradcheck.json")
+    page = rep.write_html(rep.as_session(document), out_dir / "gradcheck.html")
     stream.write(_table(rows) + "\n")
     for row in rows:
         if row["verdict"] == "error":
@@ -159,8 +155,27 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
                     stream.write(f"  {leaf['name']}: {leaf['diagnosis']['summary']}; "
                                  f"blame: {leaf['blame']}\n")
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {target}\n")
+    stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {target} and {page}\n")
     return 0 if all(row["verdict"] == "pass" for row in rows) else 1
+
+
+def report(source: Path, target: Path | None = None, *, stream: TextIO = sys.stdout) -> int:
+    """Render the HTML report of a results file (session, audit, result or flow JSON).
+
+    Returns:
+        The exit code: 0 when the page was written, 2 when ``source`` cannot be read.
+    """
+    from gradcheck import report as rep
+
+    try:
+        doc = rep.load(source)
+    except (OSError, GradcheckError) as exc:
+        stream.write(f"gradcheck report: {exc}\n")
+        return 2
+    page = rep.write_html(doc, target if target is not None else source.with_suffix(".html"))
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(doc["counts"].items()))
+    stream.write(f"{len(doc['rows'])} checks ({counts}); wrote {page}\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,9 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_audit.add_argument("modules", nargs="*", default=["reference.cases"],
                          help="modules declaring GRADCHECK_CASES (default: reference.cases)")
     p_audit.add_argument("-o", "--out", default="reports", help="output folder (default: reports)")
+    p_report = sub.add_parser("report", help="render the HTML report of a results JSON file")
+    p_report.add_argument("results", help="a gradcheck JSON file (pytest session, audit, result or flow)")
+    p_report.add_argument("-o", "--output", default=None,
+                          help="the HTML file to write (default: RESULTS with the suffix .html)")
     args = parser.parse_args(argv)
     if args.command == "audit":
         return audit(args.modules, Path(args.out))
+    if args.command == "report":
+        return report(Path(args.results), Path(args.output) if args.output else None)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -1,0 +1,192 @@
+"""The HTML report: one self-contained page rendered from a session document alone.
+
+The page is readable without JavaScript (a plain table, ``<details>`` drill-downs, inline SVG);
+a small inline script only adds sorting and filtering.  Templates are rendered by jinja2 with
+autoescaping on, so every string taken from the document (test ids, names, messages) is text.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from gradcheck.report.document import as_session, write_text
+from gradcheck.report.plots import flow_svg, heatmap_svg, number
+
+__all__ = ["MAX_DRILLDOWNS", "MAX_PLOTS", "render_html", "write_html"]
+
+#: Gradient-flow plots drawn at most (each is a few tens of kB); the others get their caption only.
+MAX_PLOTS = 100
+#: Failure drill-downs written at most (about 2 kB each); every failure keeps its table row, and
+#: the JSON document has them all.
+MAX_DRILLDOWNS = 500
+_AGREEMENTS = ("hand_vs_numeric", "hand_vs_autodiff", "numeric_vs_autodiff")
+_SLUG = re.compile(r"[^A-Za-z0-9_]+")
+_VERDICT_CLASS = re.compile(r"[^a-z]+")
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    def autoescape(name: str | None) -> bool:
+        return not (name or "").endswith((".css", ".js"))  # our own static assets stay verbatim
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("gradcheck.report", "templates"),
+                             autoescape=autoescape, undefined=jinja2.ChainableUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _fmt
+    env.filters["vclass"] = lambda v: _VERDICT_CLASS.sub("-", str(v).lower()).strip("-") or "unknown"
+    return env
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    value = number(x)
+    if value is None:
+        return "—"
+    if value == 0 or math.isnan(value) or math.isinf(value):
+        return str(value)
+    return f"{value:.{digits}g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.{digits - 1}e}"
+
+
+def _sort_key(x: Any) -> str:
+    value = number(x)
+    if value is None:
+        return ""
+    return "Infinity" if math.isnan(value) else repr(value)
+
+
+class _Ids:
+    """Unique, readable anchors: ``dense-bias-bug``, then ``dense-bias-bug-2``."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, *parts: Any) -> str:
+        base = "-".join(_SLUG.sub("-", str(p)).strip("-") for p in parts if str(p)) or "row"
+        base = base if base[0].isalpha() else f"r-{base}"
+        name, n = base, 1
+        while name in self.seen:
+            n += 1
+            name = f"{base}-{n}"
+        self.seen.add(name)
+        return name
+
+
+def _agreement(leaf: Mapping[str, Any], key: str) -> dict[str, str]:
+    agree = leaf.get(key)
+    if not isinstance(agree, Mapping):
+        return {"text": "—", "sort": "", "title": ""}
+    err = agree.get("max_rel_err")
+    title = (f"max abs {_fmt(agree.get('max_abs_err'))}, norm rel {_fmt(agree.get('norm_rel_err'))}, "
+             f"cosine {_fmt(agree.get('cosine'), 6)}, {agree.get('n_bad')} of "
+             f"{agree.get('n_compared')} outside tolerance")
+    return {"text": _fmt(err), "sort": _sort_key(err), "title": title,
+            "bad": "bad" if agree.get("agree") is False else ""}
+
+
+def _tolerance(leaf: Mapping[str, Any]) -> str:
+    tol = leaf.get("tolerance")
+    if not isinstance(tol, Mapping):
+        return "—"
+    return f"rtol {_fmt(tol.get('rtol'))} · atol {_fmt(tol.get('atol'))} ({tol.get('dtype', '?')})"
+
+
+def _check_name(row: Mapping[str, Any]) -> str:
+    return str(row.get("name") or row.get("test") or "(unnamed)")
+
+
+def _table_rows(row: Mapping[str, Any], anchor: str | None) -> Iterator[dict[str, Any]]:
+    base = {"test": str(row.get("test") or row.get("module") or ""), "check": _check_name(row),
+            "family": str(row.get("family") or ""), "examples": row.get("examples"), "anchor": anchor}
+    leaves = [leaf for leaf in row.get("leaves") or [] if isinstance(leaf, Mapping)]
+    if not leaves:
+        message = row.get("error") or ("no gradient check" if row.get("flows") else "no result")
+        yield {**base, "leaf": "", "message": str(message), "shape": "—", "dtype": "—", "tolerance": "—",
+               "agreements": [_agreement({}, k) for k in _AGREEMENTS],
+               "verdict": str(row.get("verdict", "unknown")), "blame": ""}
+        return
+    for leaf in leaves:
+        shape = leaf.get("shape")
+        yield {**base, "leaf": str(leaf.get("name", "")), "message": "",
+               "shape": ("×".join(map(str, shape)) or "scalar") if isinstance(shape, list) else "—",
+               "dtype": str(leaf.get("dtype", "")), "tolerance": _tolerance(leaf),
+               "agreements": [_agreement(leaf, k) for k in _AGREEMENTS],
+               "verdict": str(leaf.get("verdict", row.get("verdict", "unknown"))),
+               "blame": str(leaf.get("blame") or "")}
+
+
+def _drilldown(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
+    leaves = [leaf for leaf in row.get("leaves") or []
+              if isinstance(leaf, Mapping) and leaf.get("verdict") != "pass"]
+    return {
+        "anchor": anchor, "row": row, "test": str(row.get("test") or ""),
+        "check": _check_name(row), "verdict": str(row.get("verdict", "unknown")),
+        "leaves": [{"leaf": leaf, "heatmap": heatmap_svg(leaf), "worst": leaf.get("worst") or [],
+                    "probes": leaf.get("probes") or []} for leaf in leaves],
+    }
+
+
+def _flows(row: Mapping[str, Any], counter: Iterator[int]) -> list[dict[str, Any]]:
+    out = []
+    for flow in row.get("flows") or []:
+        if not isinstance(flow, Mapping):
+            continue
+        n = next(counter)
+        svg = flow_svg(flow, f"flow{n}-") if n < MAX_PLOTS else None
+        out.append({"flow": flow, "svg": svg, "n": n, "check": _check_name(row),
+                    "test": str(row.get("test") or "")})
+    return out
+
+
+def _summary(rows: list[Mapping[str, Any]]) -> dict[str, list[str]]:
+    seeds: set[str] = set()
+    modes: set[str] = set()
+    dtypes: set[str] = set()
+    refs: set[str] = set()
+    for row in rows:
+        if row.get("seed") is not None:
+            seeds.add(str(row["seed"]))
+        if row.get("mode"):
+            modes.add(str(row["mode"]))
+        refs.update(map(str, row.get("references") or []))
+        dtypes.update(str(leaf.get("dtype")) for leaf in row.get("leaves") or [] if isinstance(leaf, Mapping))
+    return {"seeds": sorted(seeds, key=lambda s: (len(s), s)), "modes": sorted(modes),
+            "dtypes": sorted(dtypes), "references": sorted(refs)}
+
+
+def _context(doc: Mapping[str, Any]) -> dict[str, Any]:
+    rows = [row for row in doc["rows"] if isinstance(row, Mapping)]
+    ids, counter = _Ids(), iter(range(1 << 62))
+    table: list[dict[str, Any]] = []
+    drilldowns: list[dict[str, Any]] = []
+    flows: list[dict[str, Any]] = []
+    n_failed = 0
+    for row in rows:
+        failed = row.get("verdict") != "pass"
+        anchor = ids(_check_name(row)) if failed and len(drilldowns) < MAX_DRILLDOWNS else None
+        table.extend(_table_rows(row, anchor))
+        if anchor is not None:
+            drilldowns.append(_drilldown(row, anchor))
+        n_failed += failed
+        flows.extend(_flows(row, counter))
+    verdicts = sorted({r["verdict"] for r in table})
+    return {"doc": doc, "title": str(doc.get("title", "gradcheck")),
+            "environment": dict(doc.get("environment") or {}), "counts": dict(doc.get("counts") or {}),
+            "summary": _summary(rows), "table": table, "verdicts": verdicts, "n_checks": len(rows),
+            "drilldowns": drilldowns, "n_failed": n_failed, "flows": flows, "max_plots": MAX_PLOTS}
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    """The report page of a session document (audit, result and flow documents are converted)."""
+    return str(_environment().get_template("report.html.j2").render(_context(as_session(doc))))
+
+
+def write_html(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Render ``doc`` and write the page atomically to ``path``."""
+    return write_text(render_html(doc), path)
