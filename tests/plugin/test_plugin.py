@@ -62,7 +62,7 @@ def test_recorded_expected_failure(gradcheck):
     assert not res.passed
 
 def test_not_a_gradcheck_test():
-    assert True
+    assert sum([1, 2]) == 3  # a plain test in the sample project: it must not produce a row
 
 @HYP
 @given(scale=st.floats(0.1, 2.0))
