@@ -580,8 +580,6 @@ def _check_leaf(ctx: _Context, k: int, hand: np.ndarray, total: int) -> LeafResu
 
 
 def _with_notes(leaf: LeafResult, note: str, mode: str) -> LeafResult:
-    from dataclasses import replace
-
     return replace(leaf, notes=(*leaf.notes, note), mode=mode)
 
 
@@ -781,8 +779,6 @@ def _directional_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafRes
                         ad.ravel() if ad is not None else None, None, None, np.zeros(n, bool),
                         rtol, atol, judged, method, "directional", tuple(probes))
     if kinks:
-        from dataclasses import replace
-
         leaf = replace(leaf, notes=(*leaf.notes, f"{kinks} of {opts.probes} probes cross a point "
                                     "where the forward is not differentiable"))
     return leaf
@@ -913,14 +909,12 @@ def _worst(shape: tuple[int, ...], hand: np.ndarray, num: np.ndarray | None,
 def _probe_diagnosis(probes: tuple[Probe, ...], rtol: float) -> Any:
     """Without an elementwise reference, a constant ratio ⟨hand,u⟩/⟨ref,u⟩ over all probes still
     names a sign flip, a scale factor or an all-zero gradient."""
-    from gradcheck.compare import diagnose as _diag
-
     hand = np.array([p.hand for p in probes if p.numeric is not None and p.status != "kink"])
     ref = np.array([p.numeric for p in probes if p.numeric is not None and p.status != "kink"])
     err = np.array([p.numeric_error or 0.0 for p in probes if p.numeric is not None and p.status != "kink"])
     if hand.size < 2:
         return None
-    found = _diag(hand, ref, np.ones(hand.size, bool), rtol=rtol, atol=0.0, err=err, time_axis=None)
+    found = diagnose(hand, ref, np.ones(hand.size, bool), rtol=rtol, atol=0.0, err=err, time_axis=None)
     if found is not None and found.kind in ("zero", "sign_flip", "scale"):
         return found
     return None
