@@ -146,6 +146,9 @@ class _Problem:
     #: ``hand_at(leaves, upcast)``: the user's backward again at other leaf values (``upcast``: a
     #: dtype every lower-precision float input is cast to, or ``None``), validated like ``hand``.
     hand_at: Callable[[list[np.ndarray], Any], list[np.ndarray | None]] | None = None
+    #: The magnitude of the loss's terms (``Σ|dy ⊙ y|`` for a layer, ``|L|`` otherwise): the
+    #: rounding of any gradient computed from them is relative to this, not to the gradient.
+    loss_scale: float = 0.0
 
     def rebuild(self, leaves: Sequence[Any]) -> Any:
         views = [
@@ -248,7 +251,7 @@ def check_grad(
 
     problem = _Problem("check_grad", label, tuple(names), tuple(values), tuple(classes), treedef,
                        loss, tuple(hand), candidates, opts.jax_fun is not None,
-                       tuple(notes + hand_notes), hand_at)
+                       tuple(notes + hand_notes), hand_at, abs(float(np.real(f0))))
     return _run(problem, opts, float(np.real(f0)))
 
 
@@ -356,7 +359,8 @@ def check_layer(layer: Any, params: Any, x: Any, **options: Any) -> CheckResult:
 
     problem = _Problem("check_layer", label, tuple(names), tuple(values), tuple(classes), treedef,
                        loss, tuple(hand_p + hand_x), candidates, opts.jax_fun is not None,
-                       tuple(notes + notes_p + notes_x), hand_at)
+                       tuple(notes + notes_p + notes_x), hand_at,
+                       float(np.sum(np.abs(dy * np.asarray(y0, np.float64)))))
     return _run(problem, opts, f0)
 
 
@@ -638,7 +642,12 @@ def _tolerances(
         # The smallest normal number of the judged dtype is the floor: below it a gradient of
         # that dtype underflows (a float32 gradient of 1e-52 is 0, correctly).
         atol = rtol * (GRAD_ATOL_FRACTION * ref_scale + 1e-6 * ctx.global_scale)
-        atol = max(atol, float(np.finfo(judged).tiny))
+        # Rounding floor: a gradient is computed from the loss's terms, so its absolute error is
+        # ~eps·(their size)/|x| however small the gradient (1 − y² of a saturated tanh keeps no
+        # digits below it in any precision).  Entries under 16 such ulps are not judged smaller.
+        x_scale = max(1.0, float(np.max(np.abs(ctx.problem.values[k])))) if hand.size else 1.0
+        rounding = 16 * float(np.finfo(judged).eps) * ctx.problem.loss_scale / x_scale
+        atol = max(atol, rounding, float(np.finfo(judged).tiny))
     return rtol, atol, judged
 
 

@@ -445,13 +445,49 @@ def test_passing_result_does_not_raise() -> None:
     assert res.raise_for_failure() is res and str(res).startswith("check_grad")
 
 
-@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
-                    reason="the float64 precision ladder needs a wider long double (x86)")
 def test_float64_cancellation_at_a_saturated_unit_is_not_blamed() -> None:
     """tanh(13): 1 − y² keeps ~6 digits in float64 (the hand is 1.8e-6 off) and JAX's own tanh'
-    is 9e-6 off; the complex step is exact.  The same backward in long double is right, so the
-    leaf passes with a note on the lost precision (hypothesis found this case in CI)."""
+    is 9e-6 off; the complex step is exact.  Hypothesis found this case in CI."""
     res = gc.check_layer(_Dense(), {"W": np.array([[2.0], [2.0], [2.0]]), "b": np.array([1.0])},
                          np.array([[2.0, 2.0, 2.0]]))
     assert res.passed, res.message()
+
+
+def test_a_deeply_saturated_unit_is_judged_at_the_rounding_floor() -> None:
+    """tanh(17): the gradient is 1.3e-14 of the loss's scale; float64 hand and JAX differ by
+    4e-3 relative there, both rounding.  Below 16 ulps of the loss's terms nothing is judged."""
+    res = gc.check_layer(_Dense(), {"W": np.full((4, 1), 2.0), "b": np.array([1.0])},
+                         np.full((1, 4), 2.0))
+    assert res.passed, res.message()
+
+
+def test_the_rounding_floor_does_not_hide_a_real_bug_at_a_saturated_unit() -> None:
+    class Half(_Dense):
+        def backward(self, p: dict, x: np.ndarray, dy: np.ndarray) -> tuple:
+            grads, dx = super().backward(p, x, dy)
+            return {"W": grads["W"], "b": 0.5 * grads["b"]}, dx
+
+    rng = np.random.default_rng(3)
+    params = {"W": rng.normal(size=(3, 4)), "b": np.array([0.1, 9.0, -0.2, 0.3])}  # unit 1 saturated
+    res = gc.check_layer(Half(), params, rng.normal(size=(5, 3)))
+    assert [leaf.name for leaf in res.failures] == ["b"]
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
+                    reason="the float64 rung of the precision ladder needs a wider long double (x86)")
+def test_precision_ladder_separates_lost_digits_from_a_wrong_formula() -> None:
+    """A backward whose float64 arithmetic cancels (a + 1e9) − 1e9 is 1e-7-ish off; in long double
+    it is right, so it passes with a note; the same cancellation around a sign flip still fails."""
+    rng = np.random.default_rng(4)
+    W, x, v = rng.normal(size=(3, 2)), rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+
+    def cancelling(p: dict, x: np.ndarray, v: np.ndarray, sign: float = 1.0) -> dict:
+        g = F.tanh_layer_grad(p, x, v)["W"]
+        big = np.asarray(1e9, dtype=g.dtype)
+        return {"W": sign * ((g + big) - big)}
+
+    res = gc.check_grad(F.tanh_layer, cancelling, {"W": W}, x, v)
+    assert res.passed, res.message()
     assert any("loses the precision" in n for n in res.leaf("W").notes)
+    bad = gc.check_grad(F.tanh_layer, lambda p, x, v: cancelling(p, x, v, -1.0), {"W": W}, x, v)
+    assert bad.leaf("W").blame == "hand"
