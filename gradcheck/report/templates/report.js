@@ -55,3 +55,19 @@
   verdict.addEventListener("change", applyFilter);
   applyFilter();
 })();
+
+// A link to a failure's drill-down (#anchor) opens it, on click and when the page loads with it.
+(function () {
+  "use strict";
+  function reveal() {
+    var id = decodeURIComponent(window.location.hash.slice(1));
+    var target = id ? document.getElementById(id) : null;
+    if (target && target.tagName === "DETAILS") { target.open = true; }
+  }
+  window.addEventListener("hashchange", reveal);
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest("a[href^='#']") : null;
+    if (link && link.getAttribute("href") === window.location.hash) { reveal(); }
+  });
+  reveal();
+})();
