@@ -26,9 +26,11 @@ from gradcheck.result import (
     SCHEMA_VERSION,
     Agreement,
     CheckResult,
+    Control,
     Diagnosis,
     Element,
     LeafResult,
+    Localisation,
     Probe,
 )
 
@@ -42,6 +44,7 @@ __all__ = [
     "CheckOptions",
     "CheckResult",
     "ClipReport",
+    "Control",
     "Diagnosis",
     "Element",
     "FlowResult",
@@ -51,6 +54,7 @@ __all__ = [
     "InputMutated",
     "InvalidArgument",
     "LeafResult",
+    "Localisation",
     "Mode",
     "NonDeterministic",
     "NonFiniteError",
