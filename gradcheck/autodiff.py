@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AutodiffResult", "gradient", "jax_available", "to_jax"]
+__all__ = ["AutodiffResult", "batched_moves", "gradient", "jax_available", "to_jax"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,9 @@ class AutodiffResult:
     grads: tuple[np.ndarray, ...] | None
     source: str
     note: str
+    #: The loss over JAX leaves that was differentiated, when it computes the forward's own value
+    #: (not a twin that differs): finite differences may then evaluate it in batches.
+    loss: Callable[[list[Any]], Any] | None = None
 
 
 def jax_available() -> bool:
@@ -107,7 +110,7 @@ def gradient(
                                    f"{expected!r}: not the same function")
                     continue
                 return AutodiffResult(out, description, mismatch)
-            return AutodiffResult(out, description, "")
+            return AutodiffResult(out, description, "", None if twin else loss)
     unique = list(dict.fromkeys(reasons))
     return AutodiffResult(None, "", "no JAX path (" + "; ".join(unique) + ")")
 
@@ -117,3 +120,53 @@ def _reason(exc: BaseException) -> str:
     if len(first) > 160:
         first = first[:157] + "..."
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+#: Floats per batch of moved leaves (32 MiB of float64): the batch size adapts to the leaf.
+_BATCH_FLOATS = 1 << 22
+
+
+def batched_moves(loss: Callable[[list[Any]], Any], leaves: Sequence[np.ndarray]
+                  ) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray]:
+    """A vectorised evaluator for :attr:`gradcheck.numeric.Objective.batch`.
+
+    ``evaluate(k, flat_indices, values)`` returns ``loss`` with element ``flat_indices[i]`` of
+    leaf ``k`` set to ``values[i]``, for all ``i``: ``jax.jit(jax.vmap(...))`` over fixed-size
+    chunks of moved copies of leaf ``k`` (the last chunk padded, so each leaf compiles once), in
+    float64 inside ``enable_x64``.  Compiled functions are kept in the closure only.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    compiled: dict[int, tuple[Callable[[Any], Any], int]] = {}
+
+    def for_leaf(k: int) -> tuple[Callable[[Any], Any], int]:
+        if k not in compiled:
+            with jax.enable_x64(True):
+                point = [jnp.asarray(leaf, dtype=jnp.float64) for leaf in leaves]
+
+                def one(moved: Any) -> Any:
+                    ls = list(point)
+                    ls[k] = moved
+                    return jnp.real(jnp.asarray(loss(ls)).reshape(()))
+
+                chunk = max(1, min(4096, _BATCH_FLOATS // max(1, leaves[k].size)))
+                compiled[k] = (jax.jit(jax.vmap(one)), chunk)
+        return compiled[k]
+
+    def evaluate(k: int, flat_indices: np.ndarray, values: np.ndarray) -> np.ndarray:
+        fn, chunk = for_leaf(k)
+        base = np.asarray(leaves[k], dtype=np.float64).reshape(-1)
+        n = len(values)
+        out = np.empty(n)
+        rows = np.arange(chunk)
+        with jax.enable_x64(True):
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                moved = np.broadcast_to(base, (chunk, base.size)).copy()
+                moved[rows[: stop - start], flat_indices[start:stop]] = values[start:stop]
+                got = np.asarray(fn(moved.reshape((chunk, *leaves[k].shape))), dtype=np.float64)
+                out[start:stop] = got[: stop - start]
+        return out
+
+    return evaluate

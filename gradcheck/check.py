@@ -73,6 +73,12 @@ class CheckOptions:
             it has at most this many elements.
         complex_step: ``None`` probes whether the forward is complex-safe, ``False`` never
             uses the complex step.
+        batch: ``True`` evaluates large sets of finite differences (at least
+            ``numeric.BATCH_MIN`` moves) in compiled batches — ``jax.jit`` of ``jax.vmap`` of the
+            same forward on JAX arrays — when the forward runs on JAX arrays and computes the
+            numpy forward's value; they are then central differences.  It pays off for forwards
+            dominated by Python overhead (long recurrences of small cells), not for large dense
+            layers, whose batched matmuls are slower than numpy's one at a time.
     """
 
     mode: Mode = "auto"
@@ -88,6 +94,7 @@ class CheckOptions:
     full_max: int = 4096
     localise_max: int = 16384
     complex_step: bool | None = None
+    batch: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The options as plain JSON values, for the report."""
@@ -134,6 +141,10 @@ def _options(options: Mapping[str, Any]) -> CheckOptions:
             raise InvalidArgument(f"{key}={v!r}: expected a non-negative float or {{dtype: float}}.")
     if opts.get("jax_fun") is not None and not callable(opts["jax_fun"]):
         raise InvalidArgument(f"jax_fun={opts['jax_fun']!r} is not callable.")
+    if opts.get("complex_step") not in (None, True, False):
+        raise InvalidArgument(f"complex_step={opts['complex_step']!r}: expected None, True or False.")
+    if opts.get("batch", False) not in (True, False):
+        raise InvalidArgument(f"batch={opts['batch']!r}: expected True or False.")
     t = opts.get("time_axis", 0)
     if t is not None and not isinstance(t, int):
         raise InvalidArgument(f"time_axis={t!r}: expected an int or None.")
@@ -474,6 +485,8 @@ def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
                      f"{eps:.1g}, about {precision}): finite-difference steps and tolerances "
                      f"follow {precision}")
     ad = _autodiff_reference(problem, opts, obj, base, notes) if "autodiff" in opts.references else None
+    if opts.batch and use_numeric and obj.batch is None:
+        _batch_setup(problem, opts, obj, base, notes)
     references = [r for r, there in (("numeric", use_numeric), ("autodiff", ad is not None)) if there]
     if not references:
         raise InvalidArgument("no reference is available: enable 'numeric' in references, or "
@@ -504,6 +517,9 @@ def _run(problem: _Problem, opts: CheckOptions, f0: float) -> CheckResult:
         notes.append(f"the forward is not differentiable at {n_kinks} checked entr"
                      f"{'y' if n_kinks == 1 else 'ies'} (one-sided slopes differ: ReLU at 0, a "
                      "max tie); those entries are reported, not judged")
+    if obj.batched_calls:
+        notes.append(f"{obj.batched_calls} of {obj.calls} forward evaluations ran in compiled "
+                     "batches (jax.jit of jax.vmap of the same forward on JAX arrays)")
     verdicts = {r.verdict for r in results}
     verdict: Verdict = (
         "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
@@ -580,12 +596,28 @@ def _measure_forward(obj: numeric.Objective, rng: np.random.Generator) -> tuple[
     return numeric.relative_step(obj.noise, obj.f0, float64=False), precision
 
 
+def _batch_setup(problem: _Problem, opts: CheckOptions, obj: numeric.Objective,
+                 base: list[np.ndarray], notes: list[str]) -> None:
+    """``batch=True`` needs the forward to run on JAX arrays with the numpy forward's value; with
+    autodiff among the references that was settled there, otherwise it is traced here."""
+    tol = 1e3 * max(obj.noise, numeric.EPS64 * abs(obj.f0)) + 1e-300
+    got = autodiff.gradient(problem.jax_candidates(), base, expected=obj.f0, tol=tol,
+                            twin=problem.twin)
+    if got.loss is None:
+        notes.append("batch=True, but the forward does not run on JAX arrays with the same value: "
+                     "finite differences call the numpy forward one move at a time")
+        return
+    obj.batch = autodiff.batched_moves(got.loss, base)
+
+
 def _autodiff_reference(problem: _Problem, opts: CheckOptions, obj: numeric.Objective,
                         base: list[np.ndarray], notes: list[str]) -> tuple[np.ndarray, ...] | None:
     """JAX's gradient of the forward (or twin) at the point, or ``None`` with a note saying why."""
     tol = 1e3 * max(obj.noise, numeric.EPS64 * abs(obj.f0)) + 1e-300
     got = autodiff.gradient(problem.jax_candidates(), base, expected=obj.f0, tol=tol,
                             twin=problem.twin)
+    if got.loss is not None and opts.batch and "numeric" in opts.references:
+        obj.batch = autodiff.batched_moves(got.loss, base)
     if got.grads is None:
         fallback = "hand vs finite differences only" if "numeric" in opts.references else "no reference"
         notes.append(f"{got.note}; the verdict uses {fallback}")
@@ -964,7 +996,9 @@ def _partials(ctx: _Context, k: int, idx: np.ndarray, hand: np.ndarray, ad: np.n
         return numeric.central_partials(ctx.obj, k, which, eps=ctx.eps, kink_rtol=rtol, name=name,
                                         kink_floor=floor)
 
-    if not ctx.complex_ok:
+    if not ctx.complex_ok or (ctx.obj.batch is not None and 4 * idx.size >= numeric.BATCH_MIN):
+        # Many entries through a batched forward: central differences in compiled batches beat
+        # the complex step's one call per entry.
         return central(idx)
     import warnings
 

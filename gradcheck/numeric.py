@@ -75,6 +75,12 @@ class Objective:
     calls: int = 0
     context: str = ""
     noise: float = field(default=0.0)
+    #: Optional vectorised evaluation: ``batch(k, flat_indices, values) -> losses`` for many
+    #: single-element moves of leaf ``k`` at once (``jit``+``vmap`` of the same forward on JAX
+    #: arrays; see ``check._batch_evaluator``).  Set to ``None`` after its first failure.
+    batch: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None
+    #: How many of ``calls`` were evaluated in batches.
+    batched_calls: int = 0
 
     def __call__(self, leaves: Sequence[np.ndarray], context: str = "") -> Any:
         self.calls += 1
@@ -91,11 +97,38 @@ class Objective:
         leaves[k] = moved
         return self(leaves, context)
 
+    def at_many(self, k: int, flat_indices: np.ndarray, values: np.ndarray,
+                context: Callable[[int], str]) -> np.ndarray:
+        """The real part of the loss with element ``flat_indices[i]`` of leaf ``k`` set to
+        ``values[i]``, for every ``i``: in batches where a batch evaluator is set (and at least
+        :data:`BATCH_MIN` real moves are asked for), else one call at a time, each with its
+        ``context(i)`` for error messages."""
+        n = len(values)
+        if self.batch is not None and n >= BATCH_MIN and not np.iscomplexobj(values):
+            try:
+                got = np.asarray(self.batch(k, flat_indices, values), dtype=np.float64)
+            except Exception:  # the traced forward cannot be batched: loop over the user's forward
+                self.batch = None
+            else:
+                if got.shape == (n,) and np.isfinite(got).all():
+                    self.calls += n
+                    self.batched_calls += n
+                    return got
+                self.batch = None
+        out = np.empty(n)
+        for i in range(n):
+            out[i] = float(np.real(self.at(k, int(flat_indices[i]), values[i], context(i))))
+        return out
+
     def along(self, k: int, displacement: np.ndarray, context: str = "") -> Any:
         """Evaluate with leaf ``k`` moved by ``displacement`` (real or complex)."""
         leaves = list(self.base)
         leaves[k] = self.base[k] + displacement
         return self(leaves, context)
+
+
+#: The fewest single-element moves worth a batched (compiled) evaluation.
+BATCH_MIN = 1024
 
 
 def step_size(x: np.ndarray | float, eps: float = EPS64) -> np.ndarray:
@@ -243,34 +276,36 @@ def central_partials(
         :class:`Partials` with ``method="central"``.
     """
     idx = np.asarray(indices, dtype=np.int64)
-    flat = obj.base[k].reshape(-1)
+    shape = obj.base[k].shape
+    x = obj.base[k].reshape(-1)[idx].astype(np.float64)
     sigma, f0 = obj.noise, obj.f0
     n = len(idx)
-    value, error = np.empty(n), np.empty(n)
-    left, right, kink = np.empty(n), np.empty(n), np.zeros(n, dtype=bool)
-    for out, j in enumerate(idx):
-        x = float(flat[j])
-        h = float(step_size(x, eps))
-        where = _where(name, obj.base[k].shape, int(j))
-        f = {}
-        for s in (1.0, 0.5):
-            up, down = (x + s * h), (x - s * h)
-            f[s] = (
-                _real(obj.at(k, int(j), up, f"{where} moved by +{s * h:.3g}")),
-                _real(obj.at(k, int(j), down, f"{where} moved by -{s * h:.3g}")),
-                up - x,  # realised steps: the displacement the forward actually saw
-                x - down,
-            )
-        (p1, m1, hp1, hm1), (p2, m2, hp2, hm2) = f[1.0], f[0.5]
-        d1 = (p1 - m1) / (hp1 + hm1)
-        d2 = (p2 - m2) / (hp2 + hm2)
-        rich = (4.0 * d2 - d1) / 3.0
-        r1, l1 = (p1 - f0) / hp1, (f0 - m1) / hm1
-        r2, l2 = (p2 - f0) / hp2, (f0 - m2) / hm2
-        value[out], left[out], right[out] = rich, l2, r2
-        error[out] = abs(rich - d2) + 3.0 * sigma / h
-        kink[out] = _is_kink((r1, r2), (l1, l2), sigma / h, kink_rtol, kink_floor)
-    return Partials(idx, value, error, left, right, kink, "central")
+    h = step_size(x, eps)
+    # Per entry: x + h, x − h, x + h/2, x − h/2, entry by entry (or all at once in a batch).
+    moves = np.stack([x + h, x - h, x + 0.5 * h, x - 0.5 * h], axis=1)
+    signs = ("+", "-", "+", "-")
+
+    def context(i: int) -> str:
+        j, q = divmod(i, 4)
+        return (f"{_where(name, shape, int(idx[j]))} moved by "
+                f"{signs[q]}{abs(moves[j, q] - x[j]):.3g}")
+
+    f = obj.at_many(k, np.repeat(idx, 4), moves.reshape(-1), context).reshape(n, 4)
+    p1, m1, p2, m2 = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
+    # Realised steps: the displacement the forward actually saw.
+    hp1, hm1, hp2, hm2 = moves[:, 0] - x, x - moves[:, 1], moves[:, 2] - x, x - moves[:, 3]
+    d1 = (p1 - m1) / (hp1 + hm1)
+    d2 = (p2 - m2) / (hp2 + hm2)
+    rich = (4.0 * d2 - d1) / 3.0
+    r1, l1 = (p1 - f0) / hp1, (f0 - m1) / hm1
+    r2, l2 = (p2 - f0) / hp2, (f0 - m2) / hm2
+    error = np.abs(rich - d2) + 3.0 * sigma / h
+    kink = np.array([
+        _is_kink((float(r1[i]), float(r2[i])), (float(l1[i]), float(l2[i])), float(sigma / h[i]),
+                 kink_rtol, kink_floor)
+        for i in range(n)
+    ], dtype=bool).reshape(n)
+    return Partials(idx, rich, error, l2.copy(), r2.copy(), kink, "central")
 
 
 def _where(name: str, shape: tuple[int, ...], flat_index: int) -> str:
