@@ -16,6 +16,11 @@ A module declares its cases as a list (or a function returning a list) named
 A case with ``layer`` goes to :func:`gradcheck.check_layer`, one with ``fun``/``grad`` to
 :func:`gradcheck.check_grad`; ``options`` are the check's keyword options.  With no module the
 built-in reference zoo (``reference.cases``) is audited.
+
+``gradcheck audit`` of the built-in zoo also runs the gradient-flow study of
+:mod:`gradcheck.study` (tanh, sigmoid and ReLU Elman RNNs, an LSTM, a GRU, sigmoid MLPs), prints
+its table and records it as ``study`` in the JSON and as a section of the HTML report;
+``--no-study`` skips it, ``--study`` adds it to the audit of your own modules.
 """
 
 from __future__ import annotations
@@ -26,13 +31,17 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gradcheck.errors import GradcheckError
 
-__all__ = ["audit", "load_cases", "main", "report", "run_case"]
+if TYPE_CHECKING:
+    from gradcheck.study import Study
+
+__all__ = ["audit", "load_cases", "main", "report", "run_case", "run_study"]
 
 AUDIT_SCHEMA = "gradcheck.audit/1"
+_ZOO = "reference.cases"  # the built-in reference zoo's declarations
 _REQUIRED = {"layer": ("params", "x"), "fun": ("grad", "params")}
 
 
@@ -114,13 +123,31 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run_study() -> Study:
+    """The default gradient-flow study of ``gradcheck audit`` (:func:`gradcheck.study.flow_study`)."""
+    from gradcheck.study import flow_study
+
+    return flow_study()
+
+
 def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
-          runner: Callable[[Mapping[str, Any]], dict[str, Any]] = run_case) -> int:
-    """Check every case the modules declare, print a summary, write ``gradcheck.json`` and
-    ``gradcheck.html`` to ``out_dir``.
+          runner: Callable[[Mapping[str, Any]], dict[str, Any]] = run_case,
+          study: Callable[[], Study] | None = None) -> int:
+    """Check every case the modules declare, run the gradient-flow study, print a summary, write
+    ``gradcheck.json`` and ``gradcheck.html`` to ``out_dir``.
+
+    Args:
+        modules: the modules declaring ``GRADCHECK_CASES``.
+        out_dir: the folder the JSON and HTML files are written to.
+        stream: where the summary is printed.
+        runner: runs one declared case (default :func:`run_case`).
+        study: returns the gradient-flow study to record (the command line passes
+            :func:`run_study` when auditing the built-in zoo or with ``--study``); ``None``
+            (the default) skips it.
 
     Returns:
-        The exit code: 0 only when every check passes.
+        The exit code: 0 only when every check passes and, with a study, hand and JAX agree in
+        every row of it.
     """
     cases = [case for name in modules for case in load_cases(name)]
     if not cases:
@@ -137,11 +164,14 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    studied = _run_study(study, stream)
     elapsed = time.perf_counter() - start
     from gradcheck import report as rep
 
     document = {"schema": AUDIT_SCHEMA, "modules": list(modules), "seconds": round(elapsed, 3),
                 "counts": counts, "environment": rep.current_environment(), "results": rows}
+    if studied is not None:
+        document["study"] = studied.to_dict()
     target = rep.write_json(document, out_dir / "gradcheck.json")
     page = rep.write_html(rep.as_session(document), out_dir / "gradcheck.html")
     stream.write(_table(rows) + "\n")
@@ -154,9 +184,25 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
                 if leaf["verdict"] != "pass" and leaf.get("diagnosis"):
                     stream.write(f"  {leaf['name']}: {leaf['diagnosis']['summary']}; "
                                  f"blame: {leaf['blame']}\n")
+    if studied is not None:
+        stream.write("\n" + studied.table() + "\n")
+        for srow in studied.rows:
+            if not srow.agree:
+                stream.write(f"{srow.label}: hand BPTT and JAX per-step gradients disagree "
+                             f"beyond rtol={srow.flow.rtol:.1e}\n")
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {target} and {page}\n")
-    return 0 if all(row["verdict"] == "pass" for row in rows) else 1
+    passed = all(row["verdict"] == "pass" for row in rows)
+    return 0 if passed and (studied is None or studied.agree) else 1
+
+
+def _run_study(study: Callable[[], Study] | None, stream: TextIO) -> Study | None:
+    if study is None:
+        return None
+    if stream.isatty():
+        stream.write("running the gradient-flow study...\r")
+        stream.flush()
+    return study()
 
 
 def report(source: Path, target: Path | None = None, *, stream: TextIO = sys.stdout) -> int:
@@ -174,7 +220,8 @@ def report(source: Path, target: Path | None = None, *, stream: TextIO = sys.std
         return 2
     page = rep.write_html(doc, target if target is not None else source.with_suffix(".html"))
     counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(doc["counts"].items()))
-    stream.write(f"{len(doc['rows'])} checks ({counts}); wrote {page}\n")
+    study = f" and a gradient-flow study of {len(doc['study']['rows'])} models" if doc.get("study") else ""
+    stream.write(f"{len(doc['rows'])} checks ({counts}){study}; wrote {page}\n")
     return 0
 
 
@@ -184,16 +231,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_audit = sub.add_parser("audit", help="check every case a module declares "
                              "(default: the built-in reference zoo)")
-    p_audit.add_argument("modules", nargs="*", default=["reference.cases"],
+    p_audit.add_argument("modules", nargs="*", default=[_ZOO],
                          help="modules declaring GRADCHECK_CASES (default: reference.cases)")
     p_audit.add_argument("-o", "--out", default="reports", help="output folder (default: reports)")
+    p_audit.add_argument("--study", action=argparse.BooleanOptionalAction, default=None,
+                         help="run the gradient-flow study (vanishing/exploding gradients of the "
+                              "reference RNNs, LSTM, GRU and MLPs; about 25 s); default: on when "
+                              "auditing the built-in zoo, off for your own modules")
     p_report = sub.add_parser("report", help="render the HTML report of a results JSON file")
     p_report.add_argument("results", help="a gradcheck JSON file (pytest session, audit, result or flow)")
     p_report.add_argument("-o", "--output", default=None,
                           help="the HTML file to write (default: RESULTS with the suffix .html)")
     args = parser.parse_args(argv)
     if args.command == "audit":
-        return audit(args.modules, Path(args.out))
+        with_study = args.study if args.study is not None else list(args.modules) == [_ZOO]
+        return audit(args.modules, Path(args.out), study=run_study if with_study else None)
     if args.command == "report":
         return report(Path(args.results), Path(args.output) if args.output else None)
     return 2  # pragma: no cover - argparse rejects unknown commands

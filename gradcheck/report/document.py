@@ -3,15 +3,18 @@
 A session document is::
 
     {"schema": "gradcheck.session/1", "title": str, "environment": {str: str},
-     "counts": {verdict: int}, "rows": [row, ...]}
+     "counts": {verdict: int}, "rows": [row, ...], "study": study}      # "study" optional
 
 where each row is a :meth:`gradcheck.CheckResult.to_dict` record (``gradcheck.result/1``),
 optionally extended with ``test`` (a pytest node id), ``family``, ``module``, ``seconds``,
 ``examples`` (hypothesis examples run), ``falsifying`` (text), ``error`` (text; the row's verdict
 is then ``"error"``) and ``flows`` (a list of :meth:`gradcheck.FlowResult.to_dict` records).
+``study``, when present, is a gradient-flow study (:meth:`gradcheck.study.Study.to_dict`,
+``gradcheck.study/1``), such as ``gradcheck audit`` runs.
 
-:func:`load` also reads a ``gradcheck audit`` file (``gradcheck.audit/1``), a single check result
-(``gradcheck.result/1``) and a single flow (``gradcheck.flow/1``), converting them.
+:func:`load` also reads a ``gradcheck audit`` file (``gradcheck.audit/1``, keeping its ``study``),
+a single check result (``gradcheck.result/1``), a single flow (``gradcheck.flow/1``) and a
+study on its own (``gradcheck.study/1``), converting them.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ SESSION_SCHEMA = "gradcheck.session/1"
 _AUDIT_SCHEMA = "gradcheck.audit/1"
 _RESULT_SCHEMA = "gradcheck.result/1"
 _FLOW_SCHEMA = "gradcheck.flow/1"
-_KNOWN = (SESSION_SCHEMA, _AUDIT_SCHEMA, _RESULT_SCHEMA, _FLOW_SCHEMA)
+_STUDY_SCHEMA = "gradcheck.study/1"
+_KNOWN = (SESSION_SCHEMA, _AUDIT_SCHEMA, _RESULT_SCHEMA, _FLOW_SCHEMA, _STUDY_SCHEMA)
 
 
 def _read_umask() -> int:
@@ -89,7 +93,7 @@ def _counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def session_document(rows: list[dict[str, Any]], *, environment: dict[str, Any] | None = None,
-                     title: str = "gradcheck") -> dict[str, Any]:
+                     title: str = "gradcheck", study: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The session document of ``rows``; ``environment`` entries win over the detected ones.
 
     Args:
@@ -97,9 +101,10 @@ def session_document(rows: list[dict[str, Any]], *, environment: dict[str, Any] 
             ``test``, ``family``, ``examples``, ``falsifying``, ``error`` and ``flows``.
         environment: entries to record (seed, mode, ...); versions, platform and time are filled in.
         title: the page title.
+        study: a gradient-flow study record (``gradcheck.study/1``) to carry along, or ``None``.
 
     Raises:
-        ReportFormatError: ``rows`` is not a list of dicts.
+        ReportFormatError: ``rows`` is not a list of dicts, or ``study`` is not a study record.
 
     Examples:
         >>> doc = session_document([{"name": "f", "verdict": "pass", "leaves": []}], title="demo")
@@ -109,8 +114,19 @@ def session_document(rows: list[dict[str, Any]], *, environment: dict[str, Any] 
     if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
         raise ReportFormatError(f"rows must be a list of result dicts, got {type(rows).__name__}")
     env: dict[str, Any] = {**current_environment(), **(environment or {})}
-    return {"schema": SESSION_SCHEMA, "title": str(title), "environment": env,
-            "counts": _counts(rows), "rows": rows}
+    doc = {"schema": SESSION_SCHEMA, "title": str(title), "environment": env,
+           "counts": _counts(rows), "rows": rows}
+    if study is not None:
+        doc["study"] = _study(study)
+    return doc
+
+
+def _study(study: Any) -> dict[str, Any]:
+    if not (isinstance(study, Mapping) and study.get("schema") == _STUDY_SCHEMA
+            and isinstance(study.get("rows"), list)):
+        got = f"schema {study.get('schema')!r}" if isinstance(study, Mapping) else type(study).__name__
+        raise ReportFormatError(f"a study must be a {_STUDY_SCHEMA} record with a 'rows' list, got {got}")
+    return dict(study)
 
 
 def _from_audit(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,7 +137,7 @@ def _from_audit(doc: Mapping[str, Any]) -> dict[str, Any]:
     env.setdefault("modules", ", ".join(map(str, doc.get("modules", []))))
     if "seconds" in doc:
         env.setdefault("seconds", doc["seconds"])
-    return session_document(results, environment=env, title="gradcheck audit")
+    return session_document(results, environment=env, title="gradcheck audit", study=doc.get("study"))
 
 
 def _flow_row(flow: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,6 +156,8 @@ def as_session(doc: Any) -> dict[str, Any]:
     if schema == SESSION_SCHEMA:
         if not isinstance(doc.get("rows"), list):
             raise ReportFormatError("a gradcheck.session/1 document needs a 'rows' list")
+        if doc.get("study") is not None:
+            _study(doc["study"])
         return dict(doc)
     if schema == _AUDIT_SCHEMA:
         return _from_audit(doc)
@@ -147,12 +165,14 @@ def as_session(doc: Any) -> dict[str, Any]:
         return session_document([dict(doc)], title=f"gradcheck: {doc.get('name', '')}")
     if schema == _FLOW_SCHEMA:
         return session_document([_flow_row(doc)], title=f"gradient flow: {doc.get('name', '')}")
+    if schema == _STUDY_SCHEMA:
+        return session_document([], title="gradient-flow study", study=doc)
     got = f"schema {schema!r}" if isinstance(doc, Mapping) else f"a JSON {type(doc).__name__}"
     raise ReportFormatError(f"expected a document with schema one of {list(_KNOWN)}, got {got}")
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a session, audit, result or flow JSON file as a session document.
+    """Read a session, audit, result, flow or study JSON file as a session document.
 
     Raises:
         FileNotFoundError: no such file.

@@ -1,8 +1,11 @@
 """The HTML report: one self-contained page rendered from a session document alone.
 
-The page is readable without JavaScript (a plain table, ``<details>`` drill-downs, inline SVG);
-a small inline script only adds sorting and filtering.  Templates are rendered by jinja2 with
-autoescaping on, so every string taken from the document (test ids, names, messages) is text.
+The page is readable without JavaScript (plain tables, ``<details>`` drill-downs, inline SVG);
+a small inline script only adds sorting and filtering.  A document with a gradient-flow
+study (``study``, :mod:`gradcheck.study`) gets a section of its own: the study's table, one plot
+of ‖∂L/∂h_t‖ per model, the fitted slopes against log η, and the truncation-bias curves.
+Templates are rendered by jinja2 with autoescaping on, so every string taken from the document
+(test ids, names, messages) is text.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gradcheck.report.document import as_session, write_text
-from gradcheck.report.plots import flow_svg, heatmap_svg, number
+from gradcheck.report.plots import flow_svg, heatmap_svg, number, study_slope_svg, truncation_svg
 
 __all__ = ["MAX_DRILLDOWNS", "MAX_PLOTS", "render_html", "write_html"]
 
@@ -144,6 +147,59 @@ def _flows(row: Mapping[str, Any], counter: Iterator[int]) -> list[dict[str, Any
     return out
 
 
+#: Numeric columns of the study table: (header, key in the study row, format).
+_STUDY_NUMBERS = (("σ_max", "sigma_max", ".3g"), ("γ", "gamma", ".3g"), ("η", "eta", ".3g"),
+                  ("log η", "log_eta", "+.3f"), ("slope / step", "slope", "+.3f"),
+                  ("± stderr", "slope_stderr", ".3f"), ("max ‖∂h_t/∂h_k‖ / η^(t−k)", "bound_ratio", ".4f"))
+
+
+def _finite(value: Any) -> bool:
+    x = number(value)
+    return x is not None and math.isfinite(x)
+
+
+def _cell(value: Any, spec: str) -> dict[str, str]:
+    """A study number: its text (``n/a`` when not finite) and its sort key."""
+    x = number(value)
+    text = format(x, spec) if x is not None and math.isfinite(x) else "n/a"
+    return {"text": text, "sort": _sort_key(value)}
+
+
+def _study_row(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
+    tau = row.get("min_truncation")
+    flow = row.get("flow") if isinstance(row.get("flow"), Mapping) else {}
+    return {"label": str(row.get("label", "")), "anchor": anchor, "kind": str(row.get("kind", "")),
+            "activation": str(row.get("activation", "")), "regime": str(row.get("regime", "")),
+            "numbers": [_cell(row.get(key), spec) for _, key, spec in _STUDY_NUMBERS],
+            "agree": row.get("agree") is True,
+            "tau": {"text": str(tau) if isinstance(tau, int) else "—",
+                    "sort": repr(float(tau)) if isinstance(tau, int) else ""},
+            "flow": flow, "reasons": [str(r) for r in (flow or {}).get("reasons") or []]}
+
+
+def _study(doc: Mapping[str, Any], ids: _Ids) -> dict[str, Any] | None:
+    """The context of the gradient-flow study section, or ``None`` when the document has none."""
+    study = doc.get("study")
+    if not isinstance(study, Mapping):
+        return None
+    rows = [row for row in study.get("rows") or [] if isinstance(row, Mapping)]
+    table = [_study_row(row, ids("study", row.get("label", ""))) for row in rows]
+    for n, item in enumerate(table):
+        item["svg"] = flow_svg(item["flow"], f"study{n}-", size=(4.4, 2.5)) if n < MAX_PLOTS else None
+    recurrent = [row for row in rows if isinstance(row.get("flow"), Mapping)
+                 and row["flow"].get("axis") == "time"]
+    tol = number(study.get("truncation_tolerance"))
+    return {"study": study, "table": table, "n_plots": min(len(table), MAX_PLOTS),
+            "tolerance": f"{tol:.0%}" if tol is not None and math.isfinite(tol) else "1%",
+            "sizes": {k: str(study.get(k, "?")) for k in ("T", "hidden", "batch", "seed")},
+            "headers": [h for h, _, _ in _STUDY_NUMBERS],
+            "slope_svg": study_slope_svg(rows, "study-slope-",
+                                         threshold=number(study.get("slope_threshold"))),
+            "truncation_svg": truncation_svg(recurrent, "study-truncation-",
+                                             tolerance=number(study.get("truncation_tolerance"))),
+            "no_bound": [str(row.get("label", "")) for row in rows if not _finite(row.get("log_eta"))]}
+
+
 def _summary(rows: list[Mapping[str, Any]]) -> dict[str, list[str]]:
     seeds: set[str] = set()
     modes: set[str] = set()
@@ -179,7 +235,8 @@ def _context(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"doc": doc, "title": str(doc.get("title", "gradcheck")),
             "environment": dict(doc.get("environment") or {}), "counts": dict(doc.get("counts") or {}),
             "summary": _summary(rows), "table": table, "verdicts": verdicts, "n_checks": len(rows),
-            "drilldowns": drilldowns, "n_failed": n_failed, "flows": flows, "max_plots": MAX_PLOTS}
+            "drilldowns": drilldowns, "n_failed": n_failed, "flows": flows, "max_plots": MAX_PLOTS,
+            "study": _study(doc, ids)}
 
 
 def render_html(doc: dict[str, Any]) -> str:

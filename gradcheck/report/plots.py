@@ -1,4 +1,5 @@
-"""Inline SVG figures of the report: gradient-flow plots (matplotlib) and error heat maps.
+"""Inline SVG figures of the report: gradient-flow plots (matplotlib), the gradient-flow study's
+slope and truncation plots (matplotlib), and error heat maps.
 
 Every figure is a self-contained ``<svg>`` fragment to paste into one HTML page, so the ids it
 defines are made unique per figure (matplotlib reuses ``patch_1``, ``clip0``, ... in every SVG)
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-__all__ = ["flow_svg", "heatmap_svg", "number", "prefix_svg_ids"]
+__all__ = ["flow_svg", "heatmap_svg", "number", "prefix_svg_ids", "study_slope_svg", "truncation_svg"]
 
 _ID = re.compile(r'\bid="([^"]+)"')
 _URL = re.compile(r"url\(#([^)\s]+)\)")
@@ -24,6 +25,21 @@ _PROLOG = re.compile(r"^.*?(?=<svg\b)", re.DOTALL)
 _DROP = re.compile(r"\s*<metadata>.*?</metadata>|\s*<style[^>]*>.*?</style>", re.DOTALL)
 _HEAT_SIZE = 320  # the largest side of a heat map, in px
 _SVG_NS = 'xmlns="http://www.w3.org/2000/svg"'
+#: rc settings of every matplotlib figure (text stays text in the SVG).
+_RC: dict[str, Any] = {"svg.fonttype": "none", "font.size": 9}
+#: (marker, colour) of the study's families in the slope plot; others get the last entry.
+_FAMILY_STYLE = {("rnn", "tanh"): ("o", "C0"), ("rnn", "sigmoid"): ("s", "C1"),
+                 ("rnn", "relu"): ("^", "C2"), ("mlp", "sigmoid"): ("D", "C3"), (): ("v", "C4")}
+#: The bottom of the truncation plot: smaller relative errors are round-off, below the float64
+#: resolution of g.
+_TRUNCATION_FLOOR = 1e-17
+_TRUNCATION_STYLE = {"tanh": ("Blues", "-"), "sigmoid": ("Oranges", "--"), "relu": ("Greens", "-."),
+                     "": ("Purples", ":")}
+
+
+def _rc(prefix: str) -> Any:
+    """The rc settings of one figure; ``prefix`` salts the hashes of its ids."""
+    return {**_RC, "svg.hashsalt": prefix}
 
 
 def number(x: Any) -> float | None:
@@ -68,8 +84,33 @@ def _bound(norms: Sequence[float], eta: float | None) -> list[float] | None:
     return [last * eta ** (n - 1 - t) for t in range(n)]
 
 
-def flow_svg(flow: Mapping[str, Any], prefix: str) -> str | None:
+def _svg(fig: Any, prefix: str) -> str:
+    """A matplotlib figure as an inline ``<svg>`` fragment whose ids all start with ``prefix``."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    svg = _DROP.sub("", _PROLOG.sub("", buf.getvalue(), count=1))
+    svg = re.sub(r'<svg\b([^>]*?)\swidth="[^"]*"\s+height="[^"]*"', r"<svg\1", svg, count=1)
+    return prefix_svg_ids(svg.replace("<svg ", '<svg role="img" class="plot" ', 1), prefix)
+
+
+def _data_range(data: Sequence[float], bound: Sequence[float]) -> tuple[float, float]:
+    """The log-axis range of the norms, stretched to the bound but by no more than ×1000 beyond the
+    data: a bound that grows far above the norms (η > 1) leaves the plot instead of flattening it."""
+    shown = [v for v in data if math.isfinite(v) and v > 0]
+    lo, hi = min(shown), max(shown)
+    over = [v for v in bound if math.isfinite(v) and v > 0]
+    top = min(max(over, default=hi), hi * 1e3)
+    bottom = max(min(over, default=lo), lo / 1e3)
+    return min(lo, bottom) / 2, max(hi, top) * 2
+
+
+def flow_svg(flow: Mapping[str, Any], prefix: str, *, size: tuple[float, float] = (5.6, 3.0)) -> str | None:
     """The norms of ∂L/∂h_t against t (log scale) with the bound η^(T−1−t), as inline SVG.
+
+    Args:
+        flow: a :meth:`gradcheck.FlowResult.to_dict` record.
+        prefix: starts every id the SVG defines (unique per page).
+        size: the figure's (width, height) in inches.
 
     Returns ``None`` when the flow has no positive finite norm to plot.
     """
@@ -81,8 +122,8 @@ def flow_svg(flow: Mapping[str, Any], prefix: str) -> str | None:
     from matplotlib.figure import Figure
 
     depth = flow.get("axis") == "depth"
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": prefix, "font.size": 9}):
-        fig = Figure(figsize=(5.6, 3.0))
+    with rc_context(_rc(prefix)):
+        fig = Figure(figsize=size)
         ax = fig.add_subplot()
         steps = list(range(len(norms)))
         if hand:
@@ -93,16 +134,120 @@ def flow_svg(flow: Mapping[str, Any], prefix: str) -> str | None:
         if bound:
             ax.semilogy(steps, bound, ":", color="0.3", lw=1.2,
                         label=f"η^(T−1−t) bound, η = {number(flow.get('eta')):.3g}")
+            ax.set_ylim(*_data_range(hand + auto, bound))
         ax.set_xlabel("layer i" if depth else "time step t")
         ax.set_ylabel("‖∂L/∂net_i‖" if depth else "‖∂L/∂h_t‖")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="best", fontsize=8, frameon=False)
         fig.tight_layout()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    svg = _DROP.sub("", _PROLOG.sub("", buf.getvalue(), count=1))
-    svg = re.sub(r'<svg\b([^>]*?)\swidth="[^"]*"\s+height="[^"]*"', r"<svg\1", svg, count=1)
-    return prefix_svg_ids(svg.replace("<svg ", '<svg role="img" class="plot" ', 1), prefix)
+        return _svg(fig, prefix)
+
+
+def _text(value: Any) -> str:
+    """A document string as matplotlib text: a ``$`` is a dollar sign, never the start of maths."""
+    return str(value).replace("$", r"\$")
+
+
+def _point_label(row: Mapping[str, Any]) -> str:
+    """The part of a study label that tells apart the models of one family (``σ=0.5``, ``depth 3``)."""
+    label = _text(row.get("label", ""))
+    return label.split(" ", 1)[1] if " " in label else label
+
+
+def study_slope_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
+                    threshold: float | None = None) -> str | None:
+    """The study's fitted slope (± stderr) against log η, with the line slope = log η, as inline SVG.
+
+    Pascanu's bound ``‖∂L/∂h_t‖ ≤ η^(T−1−t) ‖∂L/∂h_{T−1}‖`` puts every norm under a line of
+    slope log η, so the points belong on or below the diagonal.  Rows without a finite log η
+    (gated cells) are left out; ``threshold`` shades the band ``|slope| ≤ threshold`` (stable).
+
+    Returns ``None`` when no row has both a finite slope and a finite log η.
+    """
+    points = [(r, number(r.get("log_eta")), number(r.get("slope")), number(r.get("slope_stderr")))
+              for r in rows]
+    points = [p for p in points if p[1] is not None and p[2] is not None
+              and math.isfinite(p[1]) and math.isfinite(p[2])]
+    if not points:
+        return None
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
+    xs = [p[1] or 0.0 for p in points] + [p[2] or 0.0 for p in points]
+    lo, hi = min(xs) - 0.3, max(xs) + 0.3
+    with rc_context(_rc(prefix)):
+        fig = Figure(figsize=(6.4, 4.0))
+        ax = fig.add_subplot()
+        ax.fill_between([lo, hi], [lo, hi], [hi, hi], color="C3", alpha=0.07, lw=0,
+                        label="above the bound")
+        ax.plot([lo, hi], [lo, hi], "-", color="0.3", lw=1, label="slope = log η (Pascanu's bound)")
+        if threshold is not None and math.isfinite(threshold):
+            ax.axhspan(-threshold, threshold, color="0.5", alpha=0.15, lw=0, label="stable band")
+        seen: set[tuple[str, ...]] = set()
+        for row, x, y, err in points:
+            family = (str(row.get("kind", "")), str(row.get("activation", "")))
+            marker, colour = _FAMILY_STYLE.get(family, _FAMILY_STYLE[()])
+            name = _text(f"{family[1]} {family[0]}".strip())
+            bar = [err] if err is not None and math.isfinite(err) else None
+            ax.errorbar([float(x or 0.0)], [float(y or 0.0)], yerr=bar,
+                        fmt=marker, color=colour, ms=5, capsize=2, label=None if family in seen else name)
+            seen.add(family)
+            ax.annotate(_point_label(row), (x or 0.0, y or 0.0), xytext=(4, 3), textcoords="offset points",
+                        fontsize=7, color=colour)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("log η  (η = σ_max·γ)")
+        ax.set_ylabel("fitted slope of log‖∂L/∂h_t‖ per step back")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
+        fig.tight_layout()
+        return _svg(fig, prefix)
+
+
+def truncation_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
+                   tolerance: float | None = None) -> str | None:
+    """The truncation-bias curves ‖g_τ − g‖/‖g‖ against τ (log scale), one line per recurrent row.
+
+    ``rows`` are study rows (each with its ``flow``); zero errors (τ ≥ T is exact) are left off
+    the log axis; ``tolerance`` draws the 1 % line of ``min_truncation``.  Returns ``None`` when
+    no row has a positive error to plot.
+    """
+    curves = []
+    for row in rows:
+        flow = row.get("flow")
+        errs = _series(flow.get("truncation_errors")) if isinstance(flow, Mapping) else []
+        shown = [v if math.isfinite(v) and v > 0 else math.nan for v in errs]
+        if any(math.isfinite(v) for v in shown):
+            curves.append((row, shown))
+    if not curves:
+        return None
+    from matplotlib import colormaps, rc_context
+    from matplotlib.figure import Figure
+
+    with rc_context(_rc(prefix)):
+        fig = Figure(figsize=(8.4, 4.0))
+        ax = fig.add_subplot()
+        groups: dict[str, list[int]] = {}
+        for i, (row, _) in enumerate(curves):
+            act = str(row.get("activation", "")) if row.get("kind") == "rnn" else ""
+            groups.setdefault(act if act in _TRUNCATION_STYLE else "", []).append(i)
+        for act, members in groups.items():
+            cmap, style = _TRUNCATION_STYLE[act]
+            for n, i in enumerate(members):
+                row, shown = curves[i]
+                shade = colormaps[cmap](0.45 + 0.5 * n / max(len(members) - 1, 1))
+                ax.semilogy(range(1, len(shown) + 1), shown, style, color=shade, lw=1.4,
+                            label=_text(row.get("label", "")))
+        if tolerance is not None and math.isfinite(tolerance) and tolerance > 0:
+            ax.axhline(tolerance, color="0.3", lw=1, ls=(0, (1, 2)), label=f"{tolerance:.0%} tolerance")
+        low = min(v for _, shown in curves for v in shown if math.isfinite(v))
+        ax.set_ylim(bottom=max(low / 2, _TRUNCATION_FLOOR))
+        ax.set_xlabel("truncation τ (cell steps back-propagated)")
+        ax.set_ylabel("‖g_τ − g‖ / ‖g‖")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+        fig.tight_layout()
+        return _svg(fig, prefix)
 
 
 def _colour(frac: float) -> str:

@@ -104,3 +104,10 @@ def test_console_script_audits_the_zoo_and_writes_the_report(tmp_path: Path) -> 
     assert {"dense", "mlp", "conv", "pooling", "rnn", "lstm", "gru", "recursive"} <= families
     assert {leaf["dtype"] for r in doc["results"] for leaf in r["leaves"]} == {"float32", "float64"}
     assert all(r["verdict"] == "pass" for r in doc["results"])
+    # the built-in zoo's audit carries the gradient-flow study (issue 5) in the JSON and the page
+    study = doc["study"]
+    assert study["schema"] == "gradcheck.study/1" and study["agree"] is True
+    assert len(study["rows"]) == 17 and {r["regime"] for r in study["rows"]} == {"vanishing", "stable", "exploding"}
+    page = (tmp_path / "gradcheck.html").read_text()
+    assert 'id="study-table"' in page and 'id="study-slope"' in page and 'id="study-truncation"' in page
+    assert "gradient-flow study (T=24" in done.stdout

@@ -1,15 +1,7 @@
-// Progressive enhancement only: sorting and filtering of the agreement table.
+// Progressive enhancement only: sorting of the tables (the agreement table and the study's),
+// filtering of the agreement table.
 (function () {
   "use strict";
-  var table = document.getElementById("agreement");
-  if (!table) { return; }
-  var body = table.tBodies[0];
-  var rows = Array.prototype.slice.call(body.rows);
-  var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
-  var filter = document.getElementById("filter");
-  var verdict = document.getElementById("verdict-filter");
-  var shown = document.getElementById("shown");
-  document.getElementById("controls").hidden = false;
 
   function key(row, col, numeric) {
     var cell = row.cells[col];
@@ -18,22 +10,45 @@
     return v === "" || v === null ? null : parseFloat(v);
   }
 
-  function sortBy(col) {
-    var th = headers[col];
-    var numeric = th.getAttribute("data-kind") === "num";
-    var dir = th.getAttribute("aria-sort") === "ascending" ? "descending" : "ascending";
-    var sign = dir === "ascending" ? 1 : -1;
-    headers.forEach(function (h) { h.setAttribute("aria-sort", "none"); });
-    th.setAttribute("aria-sort", dir);
-    var keyed = rows.map(function (row, i) { return [key(row, col, numeric), i, row]; });
-    keyed.sort(function (a, b) {
-      if (a[0] === b[0]) { return a[1] - b[1]; }
-      if (a[0] === null) { return 1; }
-      if (b[0] === null) { return -1; }
-      return (a[0] < b[0] ? -1 : 1) * sign;
+  function sortable(table) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
+
+    function sortBy(col) {
+      var th = headers[col];
+      var numeric = th.getAttribute("data-kind") === "num";
+      var dir = th.getAttribute("aria-sort") === "ascending" ? "descending" : "ascending";
+      var sign = dir === "ascending" ? 1 : -1;
+      headers.forEach(function (h) { h.setAttribute("aria-sort", "none"); });
+      th.setAttribute("aria-sort", dir);
+      var keyed = rows.map(function (row, i) { return [key(row, col, numeric), i, row]; });
+      keyed.sort(function (a, b) {
+        if (a[0] === b[0]) { return a[1] - b[1]; }
+        if (a[0] === null) { return 1; }
+        if (b[0] === null) { return -1; }
+        return (a[0] < b[0] ? -1 : 1) * sign;
+      });
+      keyed.forEach(function (k) { body.appendChild(k[2]); });
+    }
+
+    headers.forEach(function (th, col) {
+      var button = th.querySelector("button");
+      if (button) { button.addEventListener("click", function () { sortBy(col); }); }
     });
-    keyed.forEach(function (k) { body.appendChild(k[2]); });
+    return rows;
   }
+
+  var study = document.getElementById("study-table");
+  if (study) { sortable(study); }
+
+  var table = document.getElementById("agreement");
+  if (!table) { return; }
+  var rows = sortable(table);
+  var filter = document.getElementById("filter");
+  var verdict = document.getElementById("verdict-filter");
+  var shown = document.getElementById("shown");
+  document.getElementById("controls").hidden = false;
 
   function applyFilter() {
     var text = filter.value.trim().toLowerCase();
@@ -48,9 +63,6 @@
     shown.textContent = "showing " + n + " of " + rows.length;
   }
 
-  headers.forEach(function (th, col) {
-    th.querySelector("button").addEventListener("click", function () { sortBy(col); });
-  });
   filter.addEventListener("input", applyFilter);
   verdict.addEventListener("change", applyFilter);
   applyFilter();

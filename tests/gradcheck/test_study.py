@@ -1,0 +1,241 @@
+"""gradcheck.study: the gradient-flow study of the audit (issue 5) — its rows, its JSON, its report.
+
+The full study (17 models, T = 24) runs once per session here (``study`` fixture, about 25 s);
+the property test draws small one-model studies.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gradcheck import cli, report
+from gradcheck.dynamics import SLOPE_THRESHOLD, TRUNCATION_TOLERANCE
+from gradcheck.errors import InvalidArgument
+from gradcheck.study import STUDY_CONFIGS, STUDY_SCHEMA_VERSION, Study, StudyConfig, flow_study
+
+SLACK = 1e-9  # relative rounding slack on the η^(t−k) bound
+
+
+@pytest.fixture(scope="module")
+def study() -> Study:
+    return flow_study()
+
+
+def test_the_study_covers_the_issue_zoo(study: Study) -> None:
+    labels = [row.label for row in study.rows]
+    assert labels == [c.label for c in STUDY_CONFIGS]
+    for act in ("tanh", "sigmoid"):
+        for s in (0.5, 0.9, 1.0, 1.5, 3.0):
+            assert f"rnn/{act} σ={s:g}" in labels
+    assert {"rnn/relu U=1·I", "lstm", "gru"} <= set(labels)
+    assert [f"mlp/sigmoid depth {d}" for d in (2, 3, 4)] == labels[-3:]
+    assert study.agree and all(row.agree for row in study.rows)
+
+
+def test_pascanu_bound_holds_in_every_elman_row(study: Study) -> None:
+    """‖∂h_t/∂h_k‖ ≤ η^(t−k) is an upper bound whatever η is: the ratio never exceeds 1."""
+    for row in study.rows:
+        if row.config.kind != "rnn":
+            assert math.isnan(row.bound_ratio)
+            continue
+        assert row.bound_ratio <= 1 + SLACK, row.label
+        if row.eta < 1:  # sufficient condition for vanishing: decay at least as fast as log η
+            assert row.regime == "vanishing" and row.slope < row.log_eta, row.label
+
+
+def test_growth_only_with_eta_above_one(study: Study) -> None:
+    for row in study.rows:
+        if row.regime == "exploding":
+            assert row.eta > 1 and row.slope > 0, row.label
+
+
+def test_identity_relu_sits_on_the_bound(study: Study) -> None:
+    """U = s·I with every unit active: J_t = U, so the norms change by exactly s per step."""
+    for s, regime in ((1.0, "stable"), (1.1, "exploding")):
+        row = study.row(f"rnn/relu U={s:g}·I")
+        assert row.eta == pytest.approx(s, rel=1e-12)
+        assert row.slope == pytest.approx(math.log(s), abs=1e-9)
+        assert row.bound_ratio == pytest.approx(1.0, rel=1e-9)
+        assert row.regime == regime
+
+
+def test_sigmoid_decays_faster_than_tanh_at_the_same_scale(study: Study) -> None:
+    """γ = ¼ for the sigmoid: at equal σ_max(U) its gradients vanish faster than tanh's."""
+    for s in (0.5, 0.9, 1.0, 1.5, 3.0):
+        tanh, sig = study.row(f"rnn/tanh σ={s:g}"), study.row(f"rnn/sigmoid σ={s:g}")
+        assert sig.eta == pytest.approx(tanh.eta / 4)
+        assert sig.slope < tanh.slope
+
+
+def test_slopes_rise_with_the_spectral_scale(study: Study) -> None:
+    for act in ("tanh", "sigmoid"):
+        slopes = [study.row(f"rnn/{act} σ={s:g}").slope for s in (0.5, 0.9, 1.0, 1.5, 3.0)]
+        assert slopes == sorted(slopes), (act, slopes)
+
+
+def test_truncation_curve_ends_exact_and_names_the_smallest_tau(study: Study) -> None:
+    for row in study.rows:
+        errs = row.flow.truncation_errors
+        if row.config.kind == "mlp":
+            assert row.min_truncation is None
+            continue
+        assert len(errs) == study.T and errs[-1] <= 1e-12, row.label
+        tau = row.min_truncation
+        assert tau is not None and 1 <= tau <= study.T
+        assert errs[tau - 1] <= TRUNCATION_TOLERANCE
+        assert all(e > TRUNCATION_TOLERANCE for e in errs[: tau - 1])
+    # faster vanishing needs a shorter truncation
+    assert study.row("rnn/tanh σ=0.5").min_truncation < study.row("rnn/tanh σ=3").min_truncation
+
+
+def test_mlp_rows_follow_nielsen_and_pascanu(study: Study) -> None:
+    """Sigmoid MLPs: earlier layers learn more slowly (negative slope), below log η (γ = ¼)."""
+    for d in (2, 3, 4):
+        row = study.row(f"mlp/sigmoid depth {d}")
+        assert row.flow.axis == "depth" and len(row.flow.norms) == d + 1
+        assert row.gamma == 0.25 and row.eta == pytest.approx(row.sigma_max / 4)
+        assert row.slope < row.log_eta < 0 and row.regime == "vanishing"
+
+
+def test_to_dict_is_strict_json(study: Study) -> None:
+    doc = study.to_dict()
+    assert doc["schema"] == STUDY_SCHEMA_VERSION
+    assert doc["slope_threshold"] == SLOPE_THRESHOLD and doc["truncation_tolerance"] == TRUNCATION_TOLERANCE
+    text = json.dumps(doc, allow_nan=False)  # NaN (gated cells' η) written as strings
+    back = json.loads(text)
+    assert len(back["rows"]) == len(STUDY_CONFIGS)
+    lstm = next(r for r in back["rows"] if r["label"] == "lstm")
+    assert lstm["eta"] == "nan" and lstm["flow"]["schema"] == "gradcheck.flow/1"
+
+
+def test_table_has_a_line_per_model(study: Study) -> None:
+    lines = study.table().splitlines()
+    assert len(lines) == 2 + len(STUDY_CONFIGS)
+    for row, line in zip(study.rows, lines[2:], strict=True):
+        assert line.startswith(row.label[:20]) and row.regime in line
+
+
+def test_report_renders_the_study_section(study: Study, tmp_path: Path) -> None:
+    doc = report.session_document([], study=study.to_dict(), title="study")
+    page = report.write_html(doc, tmp_path / "study.html").read_text()
+    assert 'id="study-table"' in page and 'id="study-slope"' in page and 'id="study-truncation"' in page
+    body = page.split('id="study-table"', 1)[1].split("</table>", 1)[0]
+    assert body.count("<tr>") == 1 + len(STUDY_CONFIGS)  # header + one per model
+    for row in study.rows:
+        assert f"<strong>{row.label}</strong>" in page
+    # the same section from the study's own JSON file, through the command line
+    source = tmp_path / "study.json"
+    source.write_text(json.dumps(study.to_dict()))
+    out = io.StringIO()
+    assert cli.report(source, tmp_path / "again.html", stream=out) == 0
+    assert f"gradient-flow study of {len(STUDY_CONFIGS)} models" in out.getvalue()
+    assert 'id="study-table"' in (tmp_path / "again.html").read_text()
+
+
+def test_study_labels_are_escaped_in_the_report(tmp_path: Path) -> None:
+    small = flow_study(T=4, hidden=3, batch=1, configs=[StudyConfig("rnn", "tanh", 0.5)]).to_dict()
+    small["rows"][0]["label"] = "<script>alert(1)</script>$x$"
+    page = report.render_html(report.session_document([], study=small))
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_study_record_is_validated() -> None:
+    with pytest.raises(report.ReportFormatError, match="gradcheck.study/1"):
+        report.session_document([], study={"schema": "something else", "rows": []})
+
+
+# ----------------------------------------------------------------------------- the audit
+
+
+class _Disagreeing:
+    """A study whose hand and JAX norms disagree in one row: the audit must not exit 0."""
+
+    def __init__(self, real: Study) -> None:
+        self._real = real
+        self.rows = real.rows
+        self.agree = False
+
+    def table(self) -> str:
+        return self._real.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self._real.to_dict(), "agree": False}
+
+
+OK_MODULE = '''
+import numpy as np
+
+def f(p):
+    return float(np.sum(np.sin(p["w"])))
+
+def g(p):
+    return {"w": np.cos(p["w"])}
+
+GRADCHECK_CASES = [{"name": "sin/ok", "fun": f, "grad": g, "params": {"w": np.linspace(0, 1, 5)}}]
+'''
+
+
+def _small() -> Study:
+    return flow_study(T=5, hidden=3, batch=1, configs=[StudyConfig("rnn", "tanh", 0.9),
+                                                       StudyConfig("mlp", "sigmoid", depth=2)])
+
+
+def test_audit_records_the_study_and_fails_on_disagreement(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "okstudy.py").write_text(OK_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = io.StringIO()
+    assert cli.audit(["okstudy"], tmp_path / "a", stream=out, study=_small) == 0
+    doc = json.loads((tmp_path / "a" / "gradcheck.json").read_text())
+    assert doc["study"]["schema"] == STUDY_SCHEMA_VERSION and len(doc["study"]["rows"]) == 2
+    assert "gradient-flow study (T=5" in out.getvalue()
+    assert 'id="study-table"' in (tmp_path / "a" / "gradcheck.html").read_text()
+
+    assert cli.audit(["okstudy"], tmp_path / "b", stream=io.StringIO(),
+                     study=lambda: _Disagreeing(_small())) == 1  # type: ignore[arg-type, return-value]
+    # no study unless asked: the audit of a user's module runs none by default
+    assert cli.audit(["okstudy"], tmp_path / "c", stream=io.StringIO()) == 0
+    assert "study" not in json.loads((tmp_path / "c" / "gradcheck.json").read_text())
+
+
+# ----------------------------------------------------------------------------- arguments and properties
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"T": 2}, "T=2"), ({"hidden": 0}, "hidden=0"), ({"batch": True}, "batch=True"), ({"seed": -1}, "seed=-1"),
+    ({"configs": ["rnn"]}, "expected StudyConfig"),
+])
+def test_bad_arguments_are_explained(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        flow_study(**kwargs)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("cnn", "tanh", 1.0), "kind='cnn'"), (("rnn", "tanh", None), "positive scale"),
+    (("rnn", "swish", 1.0), "activation"), (("mlp", "sigmoid"), "depth >= 1"),
+])
+def test_bad_configs_are_explained(args: tuple[Any, ...], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        StudyConfig(*args)
+
+
+@settings(max_examples=12, deadline=None)
+@given(act=st.sampled_from(["tanh", "sigmoid", "relu"]), scale=st.floats(0.3, 3.0),
+       T=st.integers(3, 10), hidden=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_any_elman_study_row_obeys_the_bound(act: str, scale: float, T: int, hidden: int, seed: int) -> None:
+    row = flow_study(T=T, hidden=hidden, batch=2, seed=seed, configs=[StudyConfig("rnn", act, scale)]).rows[0]
+    assert row.agree
+    assert row.bound_ratio <= 1 + SLACK
+    if row.eta < 1:
+        assert row.regime == "vanishing"
+    if row.regime == "exploding":
+        assert row.eta > 1
+    assert row.flow.truncation_errors[-1] <= 1e-12
