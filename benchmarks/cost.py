@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import gradcheck as gc
-from benchmarks.adapters import Case, Outcome, gradcheck_outcome, jax_outcome, torch_outcome
+from benchmarks.adapters import GC_CHECKERS, Case, Outcome, gradcheck_outcome, jax_outcome, torch_outcome
 from benchmarks.mutants import SingleEntryError
 from reference import conv, dense, lstm
 
@@ -54,9 +54,7 @@ __all__ = [
 
 #: gradcheck columns of the cost table and their options (besides ``seed``/``name``).
 GC_COST: dict[str, dict[str, Any]] = {
-    "gc auto": {"mode": "auto"},
-    "gc full": {"mode": "full"},
-    "gc directional": {"mode": "directional"},
+    **GC_CHECKERS,
     "gc full (batch)": {"mode": "full", "batch": True},
     "gc auto (numeric only)": {"mode": "auto", "references": ("numeric",)},
 }

@@ -32,7 +32,7 @@ from gradcheck.result import (
     Verdict,
 )
 
-__all__ = ["EXPLODING_GROWTH", "CheckOptions", "Mode", "check_grad", "check_layer"]
+__all__ = ["EXPLODING_GROWTH", "FULL_NUMERIC_MAX", "CheckOptions", "Mode", "check_grad", "check_layer"]
 
 #: Growth of ‖∂L/∂x_t‖ from the last time step back to the first (a sequence leaf's reference
 #: gradient, fitted log-linearly) from which a check is in the *exploding regime*: finite
@@ -719,7 +719,7 @@ def _check_leaf(ctx: _Context, k: int, hand: np.ndarray, total: int) -> LeafResu
         if opts.mode == "auto" and leaf.verdict != "pass" and ctx.ad is None:
             return _localised_leaf(ctx, k, hand, leaf)
         return leaf
-    return _full_leaf(ctx, k, hand)
+    return _full_leaf(ctx, k, hand, total)
 
 
 def _localised_leaf(ctx: _Context, k: int, hand_native: np.ndarray, screened: LeafResult) -> LeafResult:
@@ -829,7 +829,7 @@ def _tolerances(
     return rtol, atol, judged
 
 
-def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
+def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray, total: int = 0) -> LeafResult:
     opts = ctx.opts
     hand = hand_native.astype(np.float64).ravel()
     n = hand.size
@@ -837,11 +837,19 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
     num = err = left = right = None
     kink = np.zeros(n, bool)
     method = None
+    led: tuple[int, int] | None = None  # (entries measured, probes) of an autodiff-led check
     if "numeric" in opts.references:
         rtol0 = tolerance(_judged(ctx, k, hand_native), opts.rtol)
-        parts = _partials(ctx, k, np.arange(n), hand, ad, rtol0)
-        num, err, left, right, kink, method = (parts.value, parts.error * ctx.err_scale,
-                                               parts.left, parts.right, parts.kink, parts.method)
+        idx = np.arange(n)
+        if ad is not None and total > FULL_NUMERIC_MAX and n > _FULL_SAMPLE:
+            chosen = _autodiff_led_entries(ctx, k, hand_native, hand, ad)
+            if chosen is not None:
+                idx, led = chosen, (int(chosen.size), opts.probes)
+        parts = _partials(ctx, k, idx, hand, ad, rtol0)
+        num, err, left, right = (np.full(n, np.nan) for _ in range(4))
+        num[idx], err[idx] = parts.value, parts.error * ctx.err_scale
+        left[idx], right[idx], kink[idx] = parts.left, parts.right, parts.kink
+        method = parts.method
     ref = ad if ad is not None else num
     assert ref is not None
     scale = float(np.max(np.abs(ref[~kink]))) if (~kink).any() else 0.0
@@ -856,14 +864,28 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
             unreliable[:] = False
 
     def judge(h: np.ndarray) -> tuple[np.ndarray, int]:
-        return _full_status(ctx, h, num, err, ad, kink, unreliable, rtol, atol)
+        status, outvoted = _full_status(ctx, h, num, err, ad, kink, unreliable, rtol, atol)
+        if led is not None and num is not None and ad is not None:
+            # Entries without a finite difference of their own: hand against the validated
+            # autodiff reference (DESIGN's two-source table).
+            alone = np.isnan(num)
+            status[alone] = triangulate(None, close(h[alone], ad[alone], rtol=rtol, atol=atol), None)
+        return status, outvoted
 
     status, outvoted = judge(hand)
     leaf = _leaf_result(ctx, k, hand_native, status, num, err, ad, left, right, kink, rtol, atol,
                         judged, method, "full")
+    if led is not None:
+        leaf = replace(leaf, notes=(*leaf.notes, (
+            f"every entry compared with autodiff; autodiff validated by finite differences along "
+            f"{led[1]} seeded directions and at {led[0]} of {n} entries (every entry where hand "
+            "and autodiff differ, and a seeded sample); references=('numeric',) measures every "
+            "entry by finite differences")))
     if leaf.verdict == "pass":
-        leaf = _full_control(ctx, k, leaf, hand, num, err, ad, kink, unreliable, rtol, atol,
-                             scale, judge)
+        control_num = None if num is None else np.where(np.isnan(num), hand, num)
+        control_err = None if err is None else np.where(np.isnan(err), 0.0, err)
+        leaf = _full_control(ctx, k, leaf, hand, control_num, control_err, ad, kink, unreliable,
+                             rtol, atol, scale, judge)
     if outvoted:
         leaf = replace(leaf, notes=(*leaf.notes, (
             f"autodiff agrees with the hand gradient on {outvoted} entr"
@@ -871,6 +893,40 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafResult:
             "bar at a smooth point, do not: the JAX path drops the same term as the hand backward "
             "(stop_gradient, truncated BPTT)")))
     return leaf
+
+
+#: A full check of a problem with more entries than this, when a JAX reference is available,
+#: is *autodiff-led*: every entry is compared with autodiff, and finite differences validate
+#: autodiff along ``probes`` seeded directions and at the entries where they can change the
+#: verdict (where hand and autodiff differ) plus a seeded sample of ``_FULL_SAMPLE``.  A probe
+#: that disagrees with autodiff (or crosses a kink) sends the leaf back to a finite difference
+#: at every entry.
+FULL_NUMERIC_MAX = 4096
+_FULL_SAMPLE = 64
+
+
+def _autodiff_led_entries(ctx: _Context, k: int, hand_native: np.ndarray, hand: np.ndarray,
+                          ad: np.ndarray) -> np.ndarray | None:
+    """The entries an autodiff-led full check measures by finite differences, or ``None`` when
+    the probes do not confirm autodiff (then every entry is measured)."""
+    opts, name = ctx.opts, ctx.problem.names[k]
+    x = ctx.obj.base[k]
+    rtol, atol, _ = _tolerances(ctx, k, hand_native, float(np.max(np.abs(ad))) if ad.size else 0.0)
+    ad_shaped = ad.reshape(x.shape)
+    for p in range(opts.probes):
+        u = (np.random.default_rng(_probe_seed(opts.seed, k, 0xAD00 + p)).standard_normal(x.shape)
+             * np.maximum(1.0, np.abs(x)))
+        pa = float(np.sum(ad_shaped * u))
+        d = _directional(ctx, k, u, pa, rtol, atol, name)
+        m = _Measured(0, d.direction, d)
+        pa = float(np.sum(ad_shaped * m.u))
+        if d.kink or not abs(pa - d.value) <= _probe_tol(ad_shaped, m, rtol, atol, ctx.err_scale):
+            return None
+    suspects = np.flatnonzero(~close(hand, ad, rtol=rtol, atol=atol))
+    rng = np.random.default_rng(_probe_seed(opts.seed, k, 0x5A))
+    sample = rng.choice(hand.size, size=min(_FULL_SAMPLE, hand.size), replace=False)
+    largest = np.argsort(np.abs(ad))[-4:]
+    return np.unique(np.concatenate([suspects, sample, largest]))
 
 
 def _full_status(ctx: _Context, hand: np.ndarray, num: np.ndarray | None, err: np.ndarray | None,

@@ -8,7 +8,7 @@ import json
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import gradcheck as gc
@@ -496,3 +496,89 @@ def test_precision_ladder_separates_lost_digits_from_a_wrong_formula() -> None:
     assert any("loses the precision" in n for n in res.leaf("W").notes)
     bad = gc.check_grad(F.tanh_layer, lambda p, x, v: cancelling(p, x, v, -1.0), {"W": W}, x, v)
     assert bad.leaf("W").blame == "hand"
+
+
+# --------------------------------------------------------------------------- autodiff-led full mode
+# A full check of a problem larger than FULL_NUMERIC_MAX with a JAX reference compares every entry
+# with autodiff and measures finite differences only where they can change the verdict; these
+# tests pin that it stays exact about *which* entry is wrong and whom to blame.
+
+LED = "every entry compared with autodiff"
+
+
+def _big(seed: int = 0, m: int = 80, n: int = 60) -> tuple[dict, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return ({"W": rng.normal(size=(m, n)) / np.sqrt(m)}, rng.normal(size=(5, m)), rng.normal(size=(5, n)))
+
+
+def test_large_correct_full_check_is_autodiff_led_and_cheap() -> None:
+    params, x, v = _big()
+    assert params["W"].size > gc.check.FULL_NUMERIC_MAX
+    res = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, params, x, v, mode="full")
+    leaf = res.leaf("W")
+    assert res.verdict == "pass" and leaf.mode == "full" and leaf.n_checked == params["W"].size
+    assert any(n.startswith(LED) for n in leaf.notes)
+    assert res.forward_calls < params["W"].size // 10  # finite differences at a sample, not everywhere
+    assert leaf.hand_vs_numeric is not None and leaf.numeric_vs_autodiff is not None
+    assert leaf.control is not None and leaf.control.caught  # the negative control still runs
+    # every entry by finite differences on request
+    only = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, params, x, v, mode="full", references=("numeric",))
+    assert only.verdict == "pass" and only.forward_calls >= params["W"].size
+
+
+@given(seed=st.integers(0, 2**16), rel=st.sampled_from([1e-2, 1e-4, 1e-5]), data=st.data())
+def test_large_full_check_names_a_single_wrong_entry(seed: int, rel: float, data: st.DataObject) -> None:
+    params, x, v = _big(seed % 7)
+    i = data.draw(st.integers(0, params["W"].shape[0] - 1), label="i")
+    j = data.draw(st.integers(0, params["W"].shape[1] - 1), label="j")
+    good = F.tanh_layer_grad(params, x, v)["W"]
+    assume(abs(good[i, j]) > 1e-3 * np.max(np.abs(good)))  # a relative error of a sizeable entry
+
+    def grad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+        g = F.tanh_layer_grad(p, x, v)["W"].copy()
+        g[i, j] *= 1 + rel
+        return {"W": g}
+
+    res = gc.check_grad(F.tanh_layer, grad, params, x, v, mode="full", seed=seed)
+    leaf = res.leaf("W")
+    assert (res.verdict, leaf.blame, leaf.n_mismatched) == ("fail", "hand", 1), res.message()
+    assert leaf.worst[0].index == (i, j)
+    assert leaf.worst[0].numeric is not None  # the wrong entry was measured by finite differences
+
+
+def test_large_full_check_blames_a_wrong_twin_at_one_entry() -> None:
+    params, x, v = _big(3)
+
+    def twin(p: dict, x: np.ndarray, v: np.ndarray) -> object:
+        import jax.numpy as jnp
+
+        W = p["W"].at[2, 5].multiply(1.5)  # a different function of one weight
+        return jnp.sum(v * jnp.tanh(x @ W))
+
+    res = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, params, x, v, jax_fun=twin, mode="full")
+    leaf = res.leaf("W")
+    assert (res.verdict, leaf.blame) == ("fail", "autodiff"), res.message()
+    bad = [e.index for e in leaf.worst if e.status == "autodiff"]
+    assert bad and bad[0] == (2, 5)
+
+
+def test_large_full_check_fails_a_gradient_that_shares_the_twins_dropped_term() -> None:
+    """hand and a stop_gradient twin agree everywhere; the probes see that autodiff is not the
+    gradient of the forward, so every entry is measured and the hand gradient fails."""
+    params, x, v = _big(4)
+
+    def grad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+        return {"W": x.T @ v}  # drops tanh' everywhere
+
+    def twin(p: dict, x: np.ndarray, v: np.ndarray) -> object:
+        import jax
+        import jax.numpy as jnp
+
+        z = x @ p["W"]
+        return jnp.sum(v * (z + jax.lax.stop_gradient(jnp.tanh(z) - z)))
+
+    res = gc.check_grad(F.tanh_layer, grad, params, x, v, jax_fun=twin, mode="full")
+    leaf = res.leaf("W")
+    assert (res.verdict, leaf.blame) == ("fail", "hand"), res.message()
+    assert not any(n.startswith(LED) for n in leaf.notes)
+    assert res.forward_calls >= params["W"].size

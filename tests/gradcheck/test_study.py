@@ -148,7 +148,7 @@ def test_study_labels_are_escaped_in_the_report(tmp_path: Path) -> None:
 
 
 def test_a_study_record_is_validated() -> None:
-    with pytest.raises(report.ReportFormatError, match="gradcheck.study/1"):
+    with pytest.raises(report.ReportFormatError, match=r"gradcheck\.study/1"):
         report.session_document([], study={"schema": "something else", "rows": []})
 
 
