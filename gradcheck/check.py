@@ -53,7 +53,8 @@ class CheckOptions:
     """Options every check understands (keyword-only at the public functions).
 
     Attributes:
-        mode: ``"full"`` checks every element; ``"directional"`` compares directional
+        mode: ``"full"`` checks every element (autodiff-led above ``FULL_NUMERIC_MAX``
+            entries when a JAX reference exists, see there); ``"directional"`` compares directional
             derivatives along ``probes`` seeded Gaussian directions; ``"auto"`` uses full for
             small problems and directional screening (then full re-checks of failing leaves up
             to ``localise_max`` elements) for large ones.
