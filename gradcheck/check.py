@@ -1154,8 +1154,13 @@ def _directional_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafRes
         return status, tuple(probes)
 
     status, probes = judge(hand)
-    leaf = _leaf_result(ctx, k, hand_native, status, None, None,
-                        ad.ravel() if ad is not None else None, None, None, np.zeros(n, bool),
+    settled = _settle_suspects(ctx, k, hand.ravel(), ad, status, rtol, atol)
+    num = err = left = right = None
+    kink = np.zeros(n, bool)
+    if settled is not None:
+        status, num, err, left, right, kink, method = settled
+    leaf = _leaf_result(ctx, k, hand_native, status, num, err,
+                        ad.ravel() if ad is not None else None, left, right, kink,
                         rtol, atol, judged, method, "directional", probes)
     if kinks:
         leaf = replace(leaf, notes=(*leaf.notes, f"{len(kinks)} of {opts.probes} probes cross a "
@@ -1164,6 +1169,36 @@ def _directional_leaf(ctx: _Context, k: int, hand_native: np.ndarray) -> LeafRes
         leaf = _directional_control(ctx, k, leaf, hand, ad, measured, rtol, atol,
                                     lambda h: judge(h)[0])
     return leaf
+
+
+def _settle_suspects(ctx: _Context, k: int, hand: np.ndarray, ad: np.ndarray | None,
+                     status: np.ndarray, rtol: float, atol: float) -> tuple[Any, ...] | None:
+    """Screening with autodiff names the entries where hand and autodiff differ; a finite
+    difference at each of them (with one-sided slopes) decides who is wrong there, and finds the
+    points where the forward is not differentiable (a max-pool tie broken differently by the hand
+    backward and by JAX is a kink, not the hand's bug).
+
+    Returns ``(status, num, err, left, right, kink, method)`` over the flat leaf (NaN where not
+    measured), or ``None`` when there is nothing to settle or no numeric reference."""
+    if ad is None or "numeric" not in ctx.opts.references:
+        return None
+    flat_ad = ad.ravel()
+    idx = np.flatnonzero(~close(hand, flat_ad, rtol=rtol, atol=atol))
+    if not idx.size or idx.size > ctx.opts.localise_max:
+        return None
+    n = hand.size
+    parts = _partials(ctx, k, idx, hand, flat_ad, rtol)
+    num, err, left, right = (np.full(n, np.nan) for _ in range(4))
+    kink = np.zeros(n, bool)
+    num[idx], err[idx] = parts.value, parts.error * ctx.err_scale
+    left[idx], right[idx], kink[idx] = parts.left, parts.right, parts.kink
+    hn = close(hand[idx], num[idx], rtol=rtol, atol=atol, err=err[idx])
+    na = close(num[idx], flat_ad[idx], rtol=tolerance(ctx.precision, ctx.opts.rtol), atol=atol,
+               err=err[idx])
+    out = np.asarray(status, dtype=object).ravel().copy()
+    out[idx] = triangulate(hn, np.zeros(idx.size, bool), na)
+    out[kink] = "kink"
+    return out, num, err, left, right, kink, parts.method
 
 
 def _directional_control(ctx: _Context, k: int, leaf: LeafResult, hand: np.ndarray,

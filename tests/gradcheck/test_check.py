@@ -582,3 +582,39 @@ def test_large_full_check_fails_a_gradient_that_shares_the_twins_dropped_term() 
     assert (res.verdict, leaf.blame) == ("fail", "hand"), res.message()
     assert not any(n.startswith(LED) for n in leaf.notes)
     assert res.forward_calls >= params["W"].size
+
+
+def _tied_pool(seed: int) -> tuple[object, np.ndarray]:
+    from reference import pooling
+
+    x = np.random.default_rng(seed).integers(0, 3, size=(2, 4, 24, 24)).astype(np.float64)  # 4608 > full_max
+    return pooling.MaxPool2D(size=2, stride=2), x
+
+
+@pytest.mark.parametrize("mode", ["auto", "directional"])
+def test_max_pool_ties_in_a_screened_tensor_are_kinks_not_failures(mode: str) -> None:
+    """Integer images tie inside most windows; the hand backward and JAX break ties differently.
+    Screening names those entries by autodiff, and a finite difference at each finds the kink."""
+    layer, x = _tied_pool(0)
+    res = gc.check_layer(layer, {}, x, mode=mode)
+    leaf = res.leaf("x")
+    assert leaf.mode == "directional" and res.verdict == "pass", res.message()
+    assert leaf.n_kinks > 0 and any("not differentiable" in n for n in res.notes)
+
+
+def test_max_pool_routed_to_the_wrong_entry_still_fails_when_screened() -> None:
+    layer, x = _tied_pool(1)
+    x = x + np.random.default_rng(2).uniform(0, 0.5, size=x.shape)  # no ties: a smooth point
+
+    class Wrong:
+        def forward(self, p: dict, x: np.ndarray) -> object:
+            return layer.forward(p, x)
+
+        def backward(self, p: dict, x: np.ndarray, dy: np.ndarray) -> tuple:
+            dp, dx = layer.backward(p, x, dy)
+            return dp, np.roll(dx, 1, axis=-1)  # the gradient lands next to the maximum
+
+    res = gc.check_layer(Wrong(), {}, x, mode="auto")
+    leaf = res.leaf("x")
+    assert (res.verdict, leaf.blame) == ("fail", "hand"), res.message()
+    assert leaf.n_kinks == 0
