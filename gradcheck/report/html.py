@@ -100,6 +100,25 @@ def _tolerance(leaf: Mapping[str, Any]) -> str:
     return f"rtol {_fmt(tol.get('rtol'))} · atol {_fmt(tol.get('atol'))} ({tol.get('dtype', '?')})"
 
 
+def _power(leaf: Mapping[str, Any]) -> dict[str, str]:
+    """The leaf's detection power (the smallest single-entry error, relative to its largest
+    gradient entry, that the run would have caught) with how it was measured as the title."""
+    power = number(leaf.get("detection_power"))
+    n_probes = leaf.get("n_probes") or 0
+    how = f"mode {leaf.get('mode', '?')}" + (f", {n_probes} probes" if n_probes else "")
+    if power is None or not math.isfinite(power):
+        return {"text": "—", "sort": "", "title": how, "bad": ""}
+    title = f"smallest single-entry error the run would have caught, relative to the largest entry; {how}"
+    bad = ""
+    control = leaf.get("control")
+    if isinstance(control, Mapping):
+        caught = bool(control.get("caught"))
+        title += (f"; negative control: {_fmt(control.get('size'))} planted at {control.get('index')} "
+                  f"{'caught' if caught else 'NOT caught'}")
+        bad = "" if caught else "bad"
+    return {"text": _fmt(power), "sort": _sort_key(power), "title": title, "bad": bad}
+
+
 def _check_name(row: Mapping[str, Any]) -> str:
     return str(row.get("name") or row.get("test") or "(unnamed)")
 
@@ -111,6 +130,7 @@ def _table_rows(row: Mapping[str, Any], anchor: str | None) -> Iterator[dict[str
     if not leaves:
         message = row.get("error") or ("no gradient check" if row.get("flows") else "no result")
         yield {**base, "leaf": "", "message": str(message), "shape": "—", "dtype": "—", "tolerance": "—",
+               "power": _power({}),
                "agreements": [_agreement({}, k) for k in _AGREEMENTS],
                "verdict": str(row.get("verdict", "unknown")), "blame": ""}
         return
@@ -118,7 +138,7 @@ def _table_rows(row: Mapping[str, Any], anchor: str | None) -> Iterator[dict[str
         shape = leaf.get("shape")
         yield {**base, "leaf": str(leaf.get("name", "")), "message": "",
                "shape": ("×".join(map(str, shape)) or "scalar") if isinstance(shape, list) else "—",
-               "dtype": str(leaf.get("dtype", "")), "tolerance": _tolerance(leaf),
+               "dtype": str(leaf.get("dtype", "")), "tolerance": _tolerance(leaf), "power": _power(leaf),
                "agreements": [_agreement(leaf, k) for k in _AGREEMENTS],
                "verdict": str(leaf.get("verdict", row.get("verdict", "unknown"))),
                "blame": str(leaf.get("blame") or "")}

@@ -70,23 +70,25 @@ def html(rows: list[dict[str, Any]]) -> str:
 def test_one_table_row_per_check_and_tensor(html: str) -> None:
     page = Page(html)
     assert len(page.rows) == N_TABLE_ROWS
-    assert all(len(cells) == 11 for cells in page.rows)
+    assert all(len(cells) == 12 for cells in page.rows)
     by_leaf = {(cells[1], cells[2]): cells for cells in page.rows}
     bug_w = by_leaf[("tanh/sign-bug", "W")]
     assert bug_w[0] == "tests/test_layers.py::test_bug"
-    assert (bug_w[3], bug_w[4], bug_w[9], bug_w[10]) == ("4×3", "float64", "fail", "hand")
+    assert (bug_w[3], bug_w[4], bug_w[10], bug_w[11]) == ("4×3", "float64", "fail", "hand")
     assert bug_w[5] == "2" and bug_w[6] == "—" and bug_w[8].startswith("rtol ")
-    assert by_leaf[("tanh/sign-bug", "b")][9] == "pass"
+    assert by_leaf[("tanh/sign-bug", "b")][10] == "pass"
+    ok_w = by_leaf[("tanh/ok", "W")]
+    assert float(ok_w[9]) > 0 and bug_w[9] == "—"  # a passing tensor states its detection power
     assert by_leaf[("tanh/ok", "b")][3] == "3"
     error = next(cells for cells in page.rows if cells[1] == "raises")
-    assert error[2] == "UserCodeError: division by zero" and error[9] == "error"
+    assert error[2] == "UserCodeError: division by zero" and error[10] == "error"
 
 
 def test_headers_are_sort_buttons_with_aria_sort(html: str) -> None:
     page = Page(html)
     heads = [a for t, a in page.tags if t == "th" and a.get("data-kind")]
-    assert len(heads) == 11 and all(a.get("aria-sort") == "none" for a in heads)
-    assert page.count("button", type="button") == 11
+    assert len(heads) == 12 and all(a.get("aria-sort") == "none" for a in heads)
+    assert page.count("button", type="button") == 12
     (controls,) = [a for t, a in page.tags if t == "div" and a.get("id") == "controls"]
     assert "hidden" in controls  # the filter controls appear only when the script runs
 
@@ -194,7 +196,7 @@ def test_sparse_rows_still_render() -> None:
     rows = [{"verdict": "no result", "test": "tests/test_x.py::test_crashed[1]"},
             {"name": "bare", "verdict": "fail", "leaves": [{"name": "W", "verdict": "fail"}]}]
     page = Page(report.render_html(report.session_document(rows)))
-    assert [(c[1], c[2], c[3], c[9]) for c in page.rows] == [
+    assert [(c[1], c[2], c[3], c[10]) for c in page.rows] == [
         ("tests/test_x.py::test_crashed[1]", "no result", "—", "no result"), ("bare", "W", "—", "fail")]
     assert [a["id"] for t, a in page.tags if t == "details"] == ["tests-test_x-py-test_crashed-1", "bare"]
     assert "No gradient result was recorded" in " ".join(page.text)
