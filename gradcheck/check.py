@@ -841,16 +841,19 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray, total: int = 0) -
     led: tuple[int, int] | None = None  # (entries measured, probes) of an autodiff-led check
     if "numeric" in opts.references:
         rtol0 = tolerance(_judged(ctx, k, hand_native), opts.rtol)
-        idx = np.arange(n)
+        m = _Measurements.empty(n)
+        chosen = None
         if ad is not None and total > FULL_NUMERIC_MAX and n > _FULL_SAMPLE:
             chosen = _autodiff_led_entries(ctx, k, hand_native, hand, ad)
-            if chosen is not None:
-                idx, led = chosen, (int(chosen.size), opts.probes)
-        parts = _partials(ctx, k, idx, hand, ad, rtol0)
-        num, err, left, right = (np.full(n, np.nan) for _ in range(4))
-        num[idx], err[idx] = parts.value, parts.error * ctx.err_scale
-        left[idx], right[idx], kink[idx] = parts.left, parts.right, parts.kink
-        method = parts.method
+        if chosen is not None and ad is not None:
+            sample, suspects = chosen
+            m.add(ctx, k, sample, hand, ad, rtol0)
+            rtol1, atol1, _ = _tolerances(ctx, k, hand_native, float(np.max(np.abs(ad))))
+            _measure_suspects(ctx, k, m, suspects, hand, ad, rtol1, atol1)
+            led = (int(np.count_nonzero(~np.isnan(m.num))), opts.probes)
+        else:
+            m.add(ctx, k, np.arange(n), hand, ad, rtol0)
+        num, err, left, right, kink, method = m.num, m.err, m.left, m.right, m.kink, m.method
     ref = ad if ad is not None else num
     assert ref is not None
     scale = float(np.max(np.abs(ref[~kink]))) if (~kink).any() else 0.0
@@ -906,10 +909,66 @@ FULL_NUMERIC_MAX = 4096
 _FULL_SAMPLE = 64
 
 
+#: Of more entries than this where hand and autodiff differ, a seeded sample is measured first.
+#: When every sampled entry is a smooth point where the finite difference sides with autodiff
+#: (a systematic bug: a sign, a transpose, a scale), the others keep autodiff's word; otherwise
+#: every one of them is measured.
+_SUSPECT_SAMPLE = 128
+
+
+@dataclass
+class _Measurements:
+    """Finite differences at some entries of a flat leaf (NaN where not measured)."""
+
+    num: np.ndarray
+    err: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    kink: np.ndarray
+    method: str | None = None
+
+    @classmethod
+    def empty(cls, n: int) -> _Measurements:
+        return cls(np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan),
+                   np.zeros(n, bool))
+
+    def add(self, ctx: _Context, k: int, idx: np.ndarray, hand: np.ndarray, ad: np.ndarray | None,
+            rtol: float) -> None:
+        if not idx.size:
+            return
+        parts = _partials(ctx, k, idx, hand, ad, rtol)
+        self.num[idx], self.err[idx] = parts.value, parts.error * ctx.err_scale
+        self.left[idx], self.right[idx], self.kink[idx] = parts.left, parts.right, parts.kink
+        self.method = parts.method
+
+
+def _measure_suspects(ctx: _Context, k: int, m: _Measurements, suspects: np.ndarray,
+                      hand: np.ndarray, ad: np.ndarray, rtol: float, atol: float,
+                      limit: int | None = None) -> None:
+    """Finite differences at the entries where hand and autodiff differ: all of them, or a
+    seeded sample first when there are many (see ``_SUSPECT_SAMPLE``); ``limit`` caps the rest."""
+    todo = suspects[np.isnan(m.num[suspects])]
+    if todo.size <= _SUSPECT_SAMPLE:
+        m.add(ctx, k, todo, hand, ad, rtol)
+        return
+    rng = np.random.default_rng(_probe_seed(ctx.opts.seed, k, 0x5B))
+    first = np.sort(rng.choice(todo, _SUSPECT_SAMPLE, replace=False))
+    m.add(ctx, k, first, hand, ad, rtol)
+    on_ad = close(m.num[first], ad[first], rtol=tolerance(ctx.precision, ctx.opts.rtol), atol=atol,
+                  err=m.err[first])
+    off_hand = ~close(hand[first], m.num[first], rtol=rtol, atol=atol, err=m.err[first])
+    if np.all(on_ad & off_hand & ~m.kink[first]):
+        return
+    rest = np.setdiff1d(todo, first)
+    if limit is None or rest.size <= limit:
+        m.add(ctx, k, rest, hand, ad, rtol)
+
+
 def _autodiff_led_entries(ctx: _Context, k: int, hand_native: np.ndarray, hand: np.ndarray,
-                          ad: np.ndarray) -> np.ndarray | None:
-    """The entries an autodiff-led full check measures by finite differences, or ``None`` when
-    the probes do not confirm autodiff (then every entry is measured)."""
+                          ad: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(sample, suspects)``: the entries an autodiff-led full check measures by finite
+    differences (a seeded sample and the largest entries) and those where hand and autodiff
+    differ; ``None`` when the probes do not confirm autodiff (then every entry is measured)."""
     opts, name = ctx.opts, ctx.problem.names[k]
     x = ctx.obj.base[k]
     rtol, atol, _ = _tolerances(ctx, k, hand_native, float(np.max(np.abs(ad))) if ad.size else 0.0)
@@ -927,7 +986,7 @@ def _autodiff_led_entries(ctx: _Context, k: int, hand_native: np.ndarray, hand: 
     rng = np.random.default_rng(_probe_seed(opts.seed, k, 0x5A))
     sample = rng.choice(hand.size, size=min(_FULL_SAMPLE, hand.size), replace=False)
     largest = np.argsort(np.abs(ad))[-4:]
-    return np.unique(np.concatenate([suspects, sample, largest]))
+    return np.unique(np.concatenate([sample, largest])), suspects
 
 
 def _full_status(ctx: _Context, hand: np.ndarray, num: np.ndarray | None, err: np.ndarray | None,
@@ -1183,22 +1242,19 @@ def _settle_suspects(ctx: _Context, k: int, hand: np.ndarray, ad: np.ndarray | N
     if ad is None or "numeric" not in ctx.opts.references:
         return None
     flat_ad = ad.ravel()
-    idx = np.flatnonzero(~close(hand, flat_ad, rtol=rtol, atol=atol))
-    if not idx.size or idx.size > ctx.opts.localise_max:
+    suspects = np.flatnonzero(~close(hand, flat_ad, rtol=rtol, atol=atol))
+    if not suspects.size:
         return None
-    n = hand.size
-    parts = _partials(ctx, k, idx, hand, flat_ad, rtol)
-    num, err, left, right = (np.full(n, np.nan) for _ in range(4))
-    kink = np.zeros(n, bool)
-    num[idx], err[idx] = parts.value, parts.error * ctx.err_scale
-    left[idx], right[idx], kink[idx] = parts.left, parts.right, parts.kink
-    hn = close(hand[idx], num[idx], rtol=rtol, atol=atol, err=err[idx])
-    na = close(num[idx], flat_ad[idx], rtol=tolerance(ctx.precision, ctx.opts.rtol), atol=atol,
-               err=err[idx])
+    m = _Measurements.empty(hand.size)
+    _measure_suspects(ctx, k, m, suspects, hand, flat_ad, rtol, atol, limit=ctx.opts.localise_max)
+    idx = np.flatnonzero(~np.isnan(m.num))
+    hn = close(hand[idx], m.num[idx], rtol=rtol, atol=atol, err=m.err[idx])
+    na = close(m.num[idx], flat_ad[idx], rtol=tolerance(ctx.precision, ctx.opts.rtol), atol=atol,
+               err=m.err[idx])
     out = np.asarray(status, dtype=object).ravel().copy()
     out[idx] = triangulate(hn, np.zeros(idx.size, bool), na)
-    out[kink] = "kink"
-    return out, num, err, left, right, kink, parts.method
+    out[m.kink] = "kink"
+    return out, m.num, m.err, m.left, m.right, m.kink, m.method
 
 
 def _directional_control(ctx: _Context, k: int, leaf: LeafResult, hand: np.ndarray,

@@ -636,3 +636,20 @@ def test_large_correct_gradients_pass_the_autodiff_led_full_check(dtype: type, s
     v = rng.normal(size=(6, k)).astype(dtype)
     res = gc.check_grad(F.tanh_layer, F.tanh_layer_grad, {"W": params["W"]}, x, v, mode="full", seed=seed)
     assert res.verdict == "pass", res.message()
+
+
+@pytest.mark.parametrize("mode", ["full", "auto"])
+def test_a_systematic_bug_in_a_large_tensor_is_confirmed_on_a_sample(mode: str) -> None:
+    """A sign flip makes every entry a suspect; finite differences at a seeded sample confirm
+    autodiff, so the check stays cheap (its cost does not grow with the tensor) and still names
+    the bug's shape."""
+    params, x, v = _big(5, m=160, n=120)
+
+    def grad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+        return {"W": -F.tanh_layer_grad(p, x, v)["W"]}
+
+    res = gc.check_grad(F.tanh_layer, grad, params, x, v, mode=mode)
+    leaf = res.leaf("W")
+    assert (res.verdict, leaf.blame, leaf.diagnosis.kind) == ("fail", "hand", "sign_flip"), res.message()
+    assert leaf.n_mismatched == params["W"].size
+    assert res.forward_calls < params["W"].size // 4
