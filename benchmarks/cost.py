@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import gradcheck as gc
-from benchmarks.adapters import GC_CHECKERS, Case, Outcome, gradcheck_outcome, jax_outcome, torch_outcome
+from benchmarks.adapters import GC_CHECKERS, Case, Outcome, run_checker
 from benchmarks.mutants import SingleEntryError
 from reference import conv, dense, lstm
 
@@ -138,15 +138,7 @@ class Measurement:
 
 
 def _one(case: Case, checker: str, budget_s: float) -> Outcome:
-    if checker in GC_COST:
-        return gradcheck_outcome(case, checker, budget_s=budget_s, **GC_COST[checker])[0]
-    if checker == "torch slow":
-        return torch_outcome(case, fast_mode=False, budget_s=budget_s)
-    if checker == "torch fast":
-        return torch_outcome(case, fast_mode=True, budget_s=budget_s)
-    if checker == "jax check_grads":
-        return jax_outcome(case, budget_s=budget_s)
-    raise ValueError(checker)
+    return run_checker(case, checker, budget_s=budget_s, **GC_COST.get(checker, {}))
 
 
 def measure(case: Case, checker: str, *, budget_s: float, problem: str = "", t: int | None = None,
