@@ -882,9 +882,10 @@ def _full_leaf(ctx: _Context, k: int, hand_native: np.ndarray, total: int = 0) -
     if led is not None:
         leaf = replace(leaf, notes=(*leaf.notes, (
             f"every entry compared with autodiff; autodiff validated by finite differences along "
-            f"{led[1]} seeded directions and at {led[0]} of {n} entries (every entry where hand "
-            "and autodiff differ, and a seeded sample); references=('numeric',) measures every "
-            "entry by finite differences")))
+            f"{led[1]} seeded directions and at {led[0]} of {n} entries (a seeded sample, and "
+            "where hand and autodiff differ: every such entry, or a seeded sample of them that "
+            "confirmed autodiff); references=('numeric',) measures every entry by finite "
+            "differences")))
     if leaf.verdict == "pass":
         control_num = None if num is None else np.where(np.isnan(num), hand, num)
         control_err = None if err is None else np.where(np.isnan(err), 0.0, err)
