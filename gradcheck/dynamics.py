@@ -205,7 +205,8 @@ class FlowResult:
         name: what was analysed.
         axis: ``"time"`` or ``"depth"``.
         hand_norms: ‖∂L/∂h_t‖ (time) or ‖∂L/∂net_i‖ (depth) from the hand backward, or empty.
-        autodiff_norms: the same from JAX in float64 (time; empty for depth).
+        autodiff_norms: the same from JAX in float64 (depth: empty when the stack's forward does
+            not take a bias per sample, see ``_autodiff_deltas``).
         rel_err: per step ``‖hand − autodiff‖ / max(‖hand‖, ‖autodiff‖)`` (depth: of the layer's
             weight and bias gradients); ``agree`` is ``max(rel_err) <= rtol``.
         rtol: the tolerance used (by the dtype of the hand gradient).
@@ -687,6 +688,29 @@ def _time_flow(model: _Model, params: Any, x: Any, *, dy: Any, loss: Fn | None, 
     )
 
 
+def _autodiff_deltas(stack: Any, params: Any, x: Any, y: Any, dy: Any, L: int) -> list[F64]:
+    """JAX's ``∂L/∂net_i`` per sample, for layers ``i < L``: the gradient with respect to each
+    bias ``b_i`` broadcast to one copy per sample (``x W + b`` then gives every sample its own
+    bias, whose gradient is that sample's δ).  Empty when the stack's forward does not take such
+    biases with the same output (it reshapes the bias, or is not JAX-traceable)."""
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        with jax.enable_x64(True):
+            B = x.shape[0]
+            p64 = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+            wide = {f"b{i}": jnp.broadcast_to(p64[f"b{i}"], (B, *p64[f"b{i}"].shape)) for i in range(L)}
+            x64, dy64 = jnp.asarray(x, jnp.float64), jnp.asarray(dy, jnp.float64)
+            y_wide = np.asarray(stack.forward({**p64, **wide}, x64))
+            if y_wide.shape != np.shape(y) or not np.allclose(y_wide, y, rtol=1e-6, atol=1e-12):
+                return []
+            grads = jax.grad(lambda w: jnp.sum(stack.forward({**p64, **w}, x64) * dy64))(wide)
+            return [np.asarray(grads[f"b{i}"], dtype=np.float64) for i in range(L)]
+    except Exception:  # not traceable, or no bias per layer: the hand norms stand alone
+        return []
+
+
 def _depth_flow(stack: Any, params: Any, x: Any, *, dy: Any, seed: int, clip: float | None,
                 rtol: float | None, name: str | None) -> FlowResult:
     """Per-layer norms of a deep stack (layer 0 at the input) from ``backward_with_deltas``."""
@@ -706,7 +730,9 @@ def _depth_flow(stack: Any, params: Any, x: Any, *, dy: Any, seed: int, clip: fl
         p64 = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
         auto = jax.grad(lambda p: jnp.sum(stack.forward(p, jnp.asarray(x, jnp.float64)) * dy))(p64)
         auto = {k: np.asarray(v) for k, v in auto.items()}
-    rel = np.asarray([max(_rel(dparams[f"W{i}"], auto[f"W{i}"]), _rel(dparams[f"b{i}"], auto[f"b{i}"]))
+    auto_deltas = _autodiff_deltas(stack, params, x, y, dy, L)
+    rel = np.asarray([max(_rel(dparams[f"W{i}"], auto[f"W{i}"]), _rel(dparams[f"b{i}"], auto[f"b{i}"]),
+                          _rel(deltas[i], auto_deltas[i]) if auto_deltas else 0.0)
                       for i in range(L)])
     bias = np.asarray([_norm(dparams[f"b{i}"]) for i in range(L)])
     weight = np.asarray([_norm(dparams[f"W{i}"]) for i in range(L)])
@@ -717,7 +743,8 @@ def _depth_flow(stack: Any, params: Any, x: Any, *, dy: Any, seed: int, clip: fl
     grad = _flat(auto)
     nan = math.nan
     return FlowResult(
-        name or type(stack).__name__, "depth", np.asarray([_norm(d) for d in deltas]), _empty(), rel,
+        name or type(stack).__name__, "depth", np.asarray([_norm(d) for d in deltas]),
+        np.asarray([_norm(d) for d in auto_deltas]) if auto_deltas else _empty(), rel,
         float(rtol) if rtol is not None else tolerance(dparams["W0"].dtype), _empty(), np.zeros((0, 0)),
         slope, se, nan, nan, nan, nan, _norm(x) / math.sqrt(max(x.size, 1)), regime,
         ("speed of learning ‖∂L/∂b_i‖ per layer back from the output", *reasons), _empty(), None,

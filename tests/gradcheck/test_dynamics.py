@@ -114,6 +114,29 @@ def test_sigmoid_mlp_learns_slower_toward_the_input() -> None:
     assert flow.agree and float(np.max(flow.rel_err)) < 1e-12
     dparams, _, _ = stack.backward_with_deltas(params, x, np.random.default_rng(0).standard_normal((10, 10)))
     np.testing.assert_allclose(flow.weight_norms, [np.linalg.norm(dparams[f"W{i}"]) for i in range(4)])
+    # JAX's per-sample ∂L/∂net_i beside the hand deltas, layer by layer
+    assert flow.autodiff_norms.shape == (4,)
+    np.testing.assert_allclose(flow.autodiff_norms, flow.hand_norms, rtol=1e-12)
+
+
+def test_wrong_hand_deltas_of_a_deep_stack_disagree_with_jax() -> None:
+    """A stack whose reported delta of one layer is off (the parameter gradients are right):
+    the per-layer norms disagree with JAX's at that layer, and the flow says so."""
+    stack, params, x = reference.mlp.make_case(
+        np.random.default_rng(1), sizes=(6, 8, 8, 3), hidden_activation="tanh", batch=5)
+
+    class Misreported:
+        def forward(self, p: Any, x: Any) -> Any:
+            return stack.forward(p, x)
+
+        def backward_with_deltas(self, p: Any, x: Any, dy: Any) -> Any:
+            dparams, dx, deltas = stack.backward_with_deltas(p, x, dy)
+            return dparams, dx, [deltas[0], 2.0 * deltas[1], deltas[2]]
+
+    flow = gradient_flow(Misreported(), params, x)
+    assert not flow.agree
+    assert int(np.argmax(flow.rel_err)) == 1 and flow.rel_err[1] == pytest.approx(0.5)
+    assert flow.hand_norms[1] == pytest.approx(2 * flow.autodiff_norms[1])
 
 
 # ----------------------------------------------------------------------------- truncation and clipping
