@@ -2,7 +2,7 @@
 
 Run everything with one command (see ``benchmarks/RESULTS.md`` for the recorded figures)::
 
-    .venv/bin/python -m benchmarks.run                 # full run, about 15 minutes on 2 cores
+    .venv/bin/python -m benchmarks.run                 # full run, about 7 minutes on 2 cores
     .venv/bin/python -m benchmarks.run --quick         # tiny sizes, about a minute
     .venv/bin/python -m benchmarks.run --only cost     # or --only detection
 

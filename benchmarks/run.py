@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection] [--out PATH] [--budget S]
 
-The full run (about 15 minutes on 2 cores) writes ``benchmarks/RESULTS.md``,
+The full run (about 7 minutes on 2 cores) writes ``benchmarks/RESULTS.md``,
 ``benchmarks/results.json`` (every measurement) and ``benchmarks/scaling.svg``.  ``--quick`` uses
 tiny sizes and a handful of cases (about a minute) and writes to ``reports/benchmarks-quick.md``
 unless ``--out`` says otherwise, so that it never overwrites the recorded figures.
