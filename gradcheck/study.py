@@ -94,6 +94,7 @@ from gradcheck.dynamics import (
     pascanu_eta,
 )
 from gradcheck.errors import InvalidArgument
+from gradcheck.result import _num
 
 __all__ = [
     "STUDY_CONFIGS",
@@ -303,14 +304,6 @@ class Study:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _num(x: float | None) -> float | str | None:
-    """JSON has no NaN/Inf: write them as strings (as :meth:`FlowResult.to_dict` does)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else str(x)
 
 
 def _short(x: float, digits: int = 3) -> str:
