@@ -94,6 +94,8 @@ def test_report_in_headless_chromium(page_file: Path) -> None:
             drill = page.locator("details.drill").first
             assert drill.get_attribute("open") is None
             page.locator("#agreement tbody tr[data-verdict=fail] a").first.click()
+            # The link opens it from a hashchange handler, which runs after the click returns.
+            page.wait_for_function("document.querySelector('details.drill').open", timeout=5000)
             assert drill.get_attribute("open") is not None
             assert drill.locator(".diagnosis").is_visible()
             assert drill.locator("table.entries tbody tr").count() >= 1
