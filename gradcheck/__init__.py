@@ -10,7 +10,6 @@ The public contract (see DESIGN.md)::
 
 from gradcheck.adapters import cs231n_layer, loss_and_grads, stateful_layer
 from gradcheck.check import CheckOptions, Mode, check_grad, check_layer
-from gradcheck.compare import GRAD_RTOL, tolerance
 from gradcheck.dynamics import Cell, ClipReport, FlowResult, gradient_flow
 from gradcheck.errors import (
     GradcheckError,
@@ -33,6 +32,7 @@ from gradcheck.result import (
     Localisation,
     Probe,
 )
+from gradcheck.tolerance import GRAD_RTOL, tolerance
 
 __version__ = "0.1.0"
 

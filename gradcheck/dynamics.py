@@ -639,7 +639,7 @@ def _clip(threshold: float, grad: F64, steps: F64) -> ClipReport:
 
 def _time_flow(model: _Model, params: Any, x: Any, *, dy: Any, loss: Fn | None, seed: int,
                clip: float | None, rtol: float | None, name: str | None) -> FlowResult:
-    from gradcheck.compare import tolerance
+    from gradcheck.tolerance import tolerance
 
     cell = model.cell
     if np.ndim(x) != 3:
@@ -717,7 +717,7 @@ def _depth_flow(stack: Any, params: Any, x: Any, *, dy: Any, seed: int, clip: fl
     import jax
     import jax.numpy as jnp
 
-    from gradcheck.compare import tolerance
+    from gradcheck.tolerance import tolerance
 
     x = np.asarray(x)
     y = np.asarray(stack.forward(params, x))

@@ -64,12 +64,15 @@ LOW_PRECISION_NOISE = 1e-10
 class Objective:
     """The scalar loss as a function of flat float64 leaves, with a count of forward calls.
 
-    ``evaluate(leaves)`` must return a Python/numpy scalar.  ``base`` holds the unperturbed
-    leaves and ``f0`` the loss there.  ``context`` is set while an element is perturbed so an
-    exception inside user code can say where it happened.
+    ``evaluate(leaves)`` must return a Python/numpy scalar; with ``contextual=True`` it is called
+    as ``evaluate(leaves, context)``, ``context`` saying what is being evaluated (which element is
+    perturbed, by how much) so an exception inside user code can say where it happened.  ``base``
+    holds the unperturbed leaves and ``f0`` the loss there.  Everything but the call counters is
+    settled at construction: a later stage that knows more (the noise) builds a new objective
+    with ``dataclasses.replace``, which carries the counters on.
     """
 
-    evaluate: Callable[[Sequence[np.ndarray]], Any]
+    evaluate: Callable[..., Any]
     base: list[np.ndarray]
     f0: float = 0.0
     calls: int = 0
@@ -81,11 +84,12 @@ class Objective:
     batch: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None
     #: How many of ``calls`` were evaluated in batches.
     batched_calls: int = 0
+    contextual: bool = False
 
     def __call__(self, leaves: Sequence[np.ndarray], context: str = "") -> Any:
         self.calls += 1
         self.context = context
-        return self.evaluate(leaves)
+        return self.evaluate(leaves, context) if self.contextual else self.evaluate(leaves)
 
     def at(self, k: int, flat_index: int, value: Any, context: str = "") -> Any:
         """Evaluate with element ``flat_index`` of leaf ``k`` replaced by ``value``."""

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gradcheck.errors import GradientMismatch
+from gradcheck.message import mismatch_text
+
 __all__ = [
     "SCHEMA_VERSION",
     "Agreement",
@@ -18,6 +21,7 @@ __all__ = [
     "Localisation",
     "Probe",
     "Verdict",
+    "json_number",
 ]
 
 #: Bumped whenever a field of :meth:`CheckResult.to_dict` changes meaning or disappears.
@@ -29,7 +33,7 @@ Verdict = Literal["pass", "fail", "inconclusive"]
 Blame = Literal["hand", "numeric", "autodiff", "all"]
 
 
-def _num(x: float | None) -> float | str | None:
+def json_number(x: float | None) -> float | str | None:
     """JSON has no NaN/Inf: write them as strings so nothing is lost."""
     if x is None:
         return None
@@ -59,13 +63,13 @@ class Element:
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": list(self.index),
-            "hand": _num(self.hand),
-            "numeric": _num(self.numeric),
-            "numeric_error": _num(self.numeric_error),
-            "autodiff": _num(self.autodiff),
+            "hand": json_number(self.hand),
+            "numeric": json_number(self.numeric),
+            "numeric_error": json_number(self.numeric_error),
+            "autodiff": json_number(self.autodiff),
             "status": self.status,
-            "left": _num(self.left),
-            "right": _num(self.right),
+            "left": json_number(self.left),
+            "right": json_number(self.right),
         }
 
 
@@ -92,10 +96,10 @@ class Agreement:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "max_abs_err": _num(self.max_abs_err),
-            "max_rel_err": _num(self.max_rel_err),
-            "norm_rel_err": _num(self.norm_rel_err),
-            "cosine": _num(self.cosine),
+            "max_abs_err": json_number(self.max_abs_err),
+            "max_rel_err": json_number(self.max_rel_err),
+            "norm_rel_err": json_number(self.norm_rel_err),
+            "cosine": json_number(self.cosine),
             "n_bad": self.n_bad,
             "n_compared": self.n_compared,
             "agree": self.agree,
@@ -122,7 +126,7 @@ class Diagnosis:
         return {
             "kind": self.kind,
             "summary": self.summary,
-            "factor": _num(self.factor),
+            "factor": json_number(self.factor),
             "axis": self.axis,
             "indices": [list(i) if isinstance(i, tuple) else i for i in self.indices],
         }
@@ -142,10 +146,10 @@ class Probe:
     def to_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
-            "hand": _num(self.hand),
-            "numeric": _num(self.numeric),
-            "numeric_error": _num(self.numeric_error),
-            "autodiff": _num(self.autodiff),
+            "hand": json_number(self.hand),
+            "numeric": json_number(self.numeric),
+            "numeric_error": json_number(self.numeric_error),
+            "autodiff": json_number(self.autodiff),
             "status": self.status,
         }
 
@@ -161,7 +165,7 @@ class Control:
     caught: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": list(self.index), "size": _num(self.size), "caught": self.caught}
+        return {"index": list(self.index), "size": json_number(self.size), "caught": self.caught}
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +239,13 @@ class LeafResult:
             "verdict": self.verdict,
             "blame": self.blame,
             "mode": self.mode,
-            "tolerance": {"rtol": self.rtol, "atol": _num(self.atol), "dtype": self.tolerance_dtype},
-            "fd_error_estimate": _num(self.fd_error_estimate),
+            "tolerance": {"rtol": self.rtol, "atol": json_number(self.atol), "dtype": self.tolerance_dtype},
+            "fd_error_estimate": json_number(self.fd_error_estimate),
             "numeric_method": self.numeric_method,
             "hand_vs_numeric": agree(self.hand_vs_numeric),
             "hand_vs_autodiff": agree(self.hand_vs_autodiff),
             "numeric_vs_autodiff": agree(self.numeric_vs_autodiff),
-            "max_rel_err": _num(self.max_rel_err),
+            "max_rel_err": json_number(self.max_rel_err),
             "n_elements": self.n_elements,
             "n_checked": self.n_checked,
             "n_mismatched": self.n_mismatched,
@@ -251,7 +255,7 @@ class LeafResult:
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
             "probes": [p.to_dict() for p in self.probes],
             "n_probes": len(self.probes),
-            "detection_power": _num(self.detection_power),
+            "detection_power": json_number(self.detection_power),
             "control": self.control.to_dict() if self.control else None,
             "localisation": self.localisation.to_dict() if self.localisation else None,
             "notes": list(self.notes),
@@ -314,26 +318,22 @@ class CheckResult:
             "seed": self.seed,
             "references": list(self.references),
             "forward_calls": self.forward_calls,
-            "loss": _num(self.loss),
-            "forward_noise": _num(self.forward_noise),
+            "loss": json_number(self.loss),
+            "forward_noise": json_number(self.forward_noise),
             "notes": list(self.notes),
             "regime": self.regime,
-            "growth": _num(self.growth),
+            "growth": json_number(self.growth),
             "options": dict(self.options),
             "leaves": [leaf.to_dict() for leaf in self.leaves],
         }
 
     def message(self) -> str:
         """The readable explanation of every leaf that did not pass (empty when all pass)."""
-        from gradcheck.compare import format_mismatch
-
-        return format_mismatch(self)
+        return mismatch_text(self.to_dict())
 
     def raise_for_failure(self) -> CheckResult:
         """Raise :class:`gradcheck.GradientMismatch` unless the check passed; return ``self``."""
         if not self.passed:
-            from gradcheck.errors import GradientMismatch
-
             raise GradientMismatch(self.message())
         return self
 

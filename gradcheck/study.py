@@ -94,7 +94,7 @@ from gradcheck.dynamics import (
     pascanu_eta,
 )
 from gradcheck.errors import InvalidArgument
-from gradcheck.result import _num
+from gradcheck.result import json_number as _num
 
 __all__ = [
     "STUDY_CONFIGS",

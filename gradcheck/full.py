@@ -1,0 +1,91 @@
+"""Evidence at every entry of a leaf (``mode="full"``).
+
+Small problems get a finite difference at every entry.  A problem of more than
+:data:`FULL_NUMERIC_MAX` entries with a JAX reference is *autodiff-led*: every entry is compared
+with autodiff, and finite differences validate autodiff along ``probes`` seeded directions and
+at the entries where they can change the verdict (where hand and autodiff differ) plus a seeded
+sample of :data:`FULL_SAMPLE` and the largest entries.  A probe that disagrees with autodiff (a
+wrong twin, a ``stop_gradient`` twin sharing the hand's bug) or crosses a kink sends the leaf
+back to a finite difference at every entry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradcheck.measure import (
+    SALT_LED_PROBE,
+    SALT_LED_SAMPLE,
+    Evidence,
+    Leaf,
+    Measured,
+    Partials,
+    Run,
+    directional,
+    probe_seed,
+    probe_tol,
+    suspects,
+)
+from gradcheck.tolerance import close, tolerance
+
+__all__ = ["FULL_NUMERIC_MAX", "FULL_SAMPLE", "gather"]
+
+FULL_NUMERIC_MAX = 4096
+FULL_SAMPLE = 64
+
+
+def _autodiff_confirmed(run: Run, leaf: Leaf) -> bool:
+    """Whether finite differences along ``probes`` seeded directions confirm autodiff."""
+    assert leaf.ad is not None
+    tol = leaf.tolerance(run, leaf.ad_scale())
+    ad = leaf.ad.reshape(leaf.x.shape)
+    for p in range(run.opts.probes):
+        seed = probe_seed(run.opts.seed, leaf.k, SALT_LED_PROBE + p)
+        u = np.random.default_rng(seed).standard_normal(leaf.x.shape) * np.maximum(1.0, np.abs(leaf.x))
+        d = directional(run, leaf, u, float(np.sum(ad * u)), tol)
+        m = Measured(0, d.direction, d)
+        pa = float(np.sum(ad * m.u))
+        if d.kink or not abs(pa - d.value) <= probe_tol(ad, m, tol, run.refs.regime.err_scale):
+            return False
+    return True
+
+
+def _led_sample(run: Run, leaf: Leaf) -> np.ndarray:
+    """The seeded sample and the four largest entries an autodiff-led check measures."""
+    assert leaf.ad is not None
+    rng = np.random.default_rng(probe_seed(run.opts.seed, leaf.k, SALT_LED_SAMPLE))
+    sample = rng.choice(leaf.size, size=min(FULL_SAMPLE, leaf.size), replace=False)
+    largest = np.argsort(np.abs(leaf.ad))[-4:]
+    return np.unique(np.concatenate([sample, largest]))
+
+
+def _led(run: Run, leaf: Leaf, rtol: float) -> Evidence | None:
+    """The evidence of an autodiff-led check, or ``None`` when the probes do not confirm
+    autodiff (then every entry is measured)."""
+    if not _autodiff_confirmed(run, leaf):
+        return None
+    assert leaf.ad is not None
+    tol = leaf.tolerance(run, leaf.ad_scale())
+    differ = np.flatnonzero(~close(leaf.hand, leaf.ad, rtol=tol.rtol, atol=tol.atol))
+    parts = Partials.empty(leaf.size).with_(run, leaf, _led_sample(run, leaf), rtol)
+    parts = suspects(run, leaf, parts, differ, tol)
+    measured = int(np.count_nonzero(~np.isnan(parts.num)))
+    note = (f"every entry compared with autodiff; autodiff validated by finite differences along "
+            f"{run.opts.probes} seeded directions and at {measured} of {leaf.size} entries (a seeded "
+            "sample, and where hand and autodiff differ: every such entry, or a seeded sample of "
+            "them that confirmed autodiff); references=('numeric',) measures every entry by finite "
+            "differences")
+    return Evidence("full", parts, parts.method, led=(measured, run.opts.probes), notes=(note,))
+
+
+def gather(run: Run, leaf: Leaf, total: int) -> Evidence:
+    """The evidence of a full check of ``leaf`` in a problem of ``total`` checked entries."""
+    if not run.refs.numeric:
+        return Evidence("full", None)
+    rtol = tolerance(leaf.judged, run.opts.rtol)
+    if leaf.ad is not None and total > FULL_NUMERIC_MAX and leaf.size > FULL_SAMPLE:
+        led = _led(run, leaf, rtol)
+        if led is not None:
+            return led
+    parts = Partials.empty(leaf.size).with_(run, leaf, np.arange(leaf.size), rtol)
+    return Evidence("full", parts, parts.method)

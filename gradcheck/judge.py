@@ -1,0 +1,274 @@
+"""Judgement: entry statuses, the leaf's verdict and who is to blame — in one place.
+
+Each entry's status comes from the pairwise agreement of the three sources (hand, numeric,
+autodiff), read with DESIGN.md's triangulation table; the leaf's verdict and blame follow from
+its entries' statuses.  There is one judgement per way of gathering evidence (every entry,
+screening, localisation); each reads the evidence and the tolerances and changes neither, so the
+negative control (:mod:`gradcheck.power`) can judge a planted error by the very same rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradcheck.measure import Evidence, Leaf, Run, numeric_rtol, probe_tol
+from gradcheck.result import Blame, Probe, Verdict
+from gradcheck.tolerance import Tolerance, close
+
+__all__ = ["OUTVOTE_MARGIN", "Judgement", "full", "full_status", "localised", "screen",
+           "screen_status", "triangulate", "verdict"]
+
+# Element status from (hand≈numeric, hand≈autodiff, numeric≈autodiff): DESIGN.md's table plus the
+# three combinations it leaves out, each resolved by trusting the two sources that agree.
+_TABLE: Mapping[tuple[bool, bool, bool], str] = {
+    (True, True, True): "ok",
+    (False, True, False): "numeric",
+    (False, False, True): "hand",
+    (True, False, False): "autodiff",
+    (False, False, False): "inconclusive",
+    (True, True, False): "ok",  # hand sits between two references a tolerance apart
+    (True, False, True): "hand",  # numeric too coarse to tell; the exact references disagree
+    (False, True, True): "numeric",  # numeric's error bar was optimistic on this entry
+}
+
+
+def triangulate(hn: np.ndarray | None, ha: np.ndarray | None, na: np.ndarray | None) -> np.ndarray:
+    """Per-entry status from the pairwise agreement masks (``None`` = source unavailable).
+
+    With three sources DESIGN.md's table decides; with two the table collapses to hand against
+    the one reference; with none the entry is ``"unverified"``.
+
+    Examples:
+        >>> triangulate(np.array([True, False]), np.array([True, False]), np.array([True, True])).tolist()
+        ['ok', 'hand']
+    """
+    masks = [m for m in (hn, ha, na) if m is not None]
+    if not masks:
+        raise ValueError("triangulate needs at least one comparison")
+    shape = masks[0].shape
+    out = np.empty(shape, dtype=object)
+    if hn is not None and ha is not None and na is not None:
+        for key, status in _TABLE.items():
+            out[(hn == key[0]) & (ha == key[1]) & (na == key[2])] = status
+        return out
+    single = hn if hn is not None else ha
+    if single is None:
+        out[...] = "unverified"
+        return out
+    out[...] = np.where(single, "ok", "hand")
+    return out
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A leaf's entry statuses (flat) and what follows from them.
+
+    ``outvoted`` counts the entries the numeric outvote moved to the hand's side;
+    ``unreliable`` marks the entries whose finite difference cannot vouch for them (full mode);
+    ``scale`` is the leaf's largest reference entry; ``probes`` the screening probe records;
+    ``notes`` what the judgement has to say.
+    """
+
+    status: np.ndarray
+    tol: Tolerance
+    verdict: Verdict
+    blame: Blame | None
+    scale: float = 0.0
+    outvoted: int = 0
+    unreliable: np.ndarray | None = None
+    probes: tuple[Probe, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+
+def verdict(status: np.ndarray, *, twin: bool) -> tuple[Verdict, Blame | None]:
+    """Leaf verdict from entry statuses.  Autodiff alone disagreeing fails the check only when
+    it differentiates a user-supplied twin (the twin is wrong: worth a failure); when JAX traced
+    the user's own forward, the disagreement is JAX's (flushed subnormals, different numpy
+    semantics) and the hand gradient, confirmed by finite differences, passes with a warning."""
+    present = set(np.asarray(status).ravel().tolist())
+    if "hand" in present:
+        return "fail", "hand"
+    if "autodiff" in present:
+        return ("fail", "autodiff") if twin else ("pass", "autodiff")
+    if "inconclusive" in present:
+        return "inconclusive", "all"
+    if "unverified" in present:
+        return "inconclusive", None
+    if "numeric" in present:
+        return "pass", "numeric"
+    return "pass", None
+
+
+# ----------------------------------------------------------------------------- every entry
+
+#: How far beyond its own error bar a smooth-point finite difference must be before it is trusted
+#: over hand and autodiff agreeing with each other.
+OUTVOTE_MARGIN = 100.0
+
+
+def _numeric_outvoted(status: np.ndarray, num: np.ndarray, err: np.ndarray, ad: np.ndarray,
+                      atol: float) -> np.ndarray:
+    """DESIGN's row "hand ≈ autodiff, both ≠ numeric → blame numeric" assumes the finite
+    difference is the one off (a kink, the step, round-off).  Where it sits a hundred error bars
+    away from autodiff at a smooth point, that cannot be: hand and autodiff share the error — a
+    JAX forward or twin with ``stop_gradient`` or the same truncation as the hand BPTT — and the
+    hand gradient is not the gradient of the forward.  Those entries are the hand's failure."""
+    far = np.abs(num - ad) > OUTVOTE_MARGIN * (err + atol)
+    out = status.copy()
+    out[(status == "numeric") & far] = "hand"
+    return out
+
+
+def _unreliable(ev: Evidence, n: int, tol: Tolerance, scale: float, global_scale: float) -> np.ndarray:
+    """Finite differences cannot vouch for an entry whose error bar is a tenth of the gradient's
+    own size.  When every source says the whole gradient is exactly zero there is no size to be
+    unreliable against: the bar itself is the resolution, and is reported."""
+    if ev.parts is None or max(scale, global_scale) == 0.0:
+        return np.zeros(n, bool)
+    p = ev.parts
+    return np.asarray((p.err > 0.1 * np.maximum(np.abs(p.num), scale)) & (p.err > tol.atol) & ~p.kink)
+
+
+def full_status(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance, unreliable: np.ndarray
+                 ) -> tuple[np.ndarray, int]:
+    """Entry statuses of a full check (DESIGN.md's table), and how many entries the numeric
+    outvote moved to the hand's side."""
+    hand, ad, p = leaf.hand, leaf.ad, ev.parts
+    rtol, atol = tol.rtol, tol.atol
+    hn = None if p is None else close(hand, p.num, rtol=rtol, atol=atol, err=p.err)
+    ha = None if ad is None else close(hand, ad, rtol=rtol, atol=atol)
+    na = None if p is None or ad is None else close(p.num, ad, rtol=numeric_rtol(run), atol=atol,
+                                                     err=p.err)
+    status = triangulate(hn, ha, na)
+    if unreliable.any() and hn is not None:
+        status[unreliable] = (triangulate(None, ha[unreliable], None) if ha is not None
+                              else "unverified")
+    outvoted = 0
+    # In the exploding regime the finite differences are leaned on less, not trusted over autodiff.
+    if p is not None and ad is not None and not run.refs.exploding:
+        before = status
+        status = _numeric_outvoted(status, p.num, p.err, ad, atol)
+        outvoted = int(np.count_nonzero((before == "numeric") & (status == "hand") & ~p.kink))
+    status[ev.kink(leaf.size)] = "kink"
+    if ev.led is not None and p is not None and ad is not None:
+        # Entries without a finite difference of their own: hand against the validated
+        # autodiff reference (DESIGN's two-source table).
+        alone = np.isnan(p.num)
+        status[alone] = triangulate(None, close(hand[alone], ad[alone], rtol=rtol, atol=atol), None)
+    return status, outvoted
+
+
+def full(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
+    """The judgement of a full check: every entry against every reference it has."""
+    kink = ev.kink(leaf.size)
+    ref = leaf.ad if leaf.ad is not None else ev.parts.num if ev.parts is not None else None
+    assert ref is not None
+    scale = float(np.max(np.abs(ref[~kink]))) if (~kink).any() else 0.0
+    tol = leaf.tolerance(run, scale)
+    unreliable = _unreliable(ev, leaf.size, tol, scale, run.refs.global_scale)
+    status, outvoted = full_status(run, leaf, ev, tol, unreliable)
+    notes = ((f"autodiff agrees with the hand gradient on {outvoted} entr"
+              f"{'y' if outvoted == 1 else 'ies'} where finite differences, far outside their error "
+              "bar at a smooth point, do not: the JAX path drops the same term as the hand backward "
+              "(stop_gradient, truncated BPTT)"),) if outvoted else ()
+    found, blame = verdict(status, twin=run.problem.twin)
+    return Judgement(status, tol, found, blame, scale=scale, outvoted=outvoted,
+                     unreliable=unreliable, notes=notes)
+
+
+# ----------------------------------------------------------------------------- screening
+
+
+def _probe_records(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance
+                   ) -> tuple[list[Probe], list[bool], list[bool]]:
+    hand = leaf.hand.reshape(leaf.x.shape)
+    ad = leaf.ad.reshape(leaf.x.shape) if leaf.ad is not None else None
+    probes, hn_all, na_all = [], [], []
+    for m in ev.probes:
+        ph = float(np.sum(hand * m.u))
+        pa = float(np.sum(ad * m.u)) if ad is not None else None
+        bound = probe_tol(hand, m, tol, run.refs.regime.err_scale)
+        ok_hn = abs(ph - m.d.value) <= bound
+        hn_all.append(ok_hn)
+        ok_na = None if pa is None else abs(pa - m.d.value) <= bound
+        if ok_na is not None:
+            na_all.append(ok_na)
+        said = "ok" if ok_hn and ok_na is not False else ("hand" if ok_na in (True, None) else "numeric")
+        probes.append(Probe(m.seed, ph, m.d.value, m.d.error, pa, said))
+    for m in ev.crossing:
+        probes.append(Probe(m.seed, float(np.sum(hand * m.u)), m.d.value, m.d.error,
+                            float(np.sum(ad * m.u)) if ad is not None else None, "kink"))
+    return probes, hn_all, na_all
+
+
+def screen_status(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance
+                  ) -> tuple[np.ndarray, tuple[Probe, ...]]:
+    """Entry statuses from the screening probes (and autodiff at every entry, when there is
+    one), before the settled disagreements are read; and the probe records."""
+    probes, hn_all, na_all = _probe_records(run, leaf, ev, tol)
+    n = leaf.size
+    hn = bool(all(hn_all)) if hn_all else None
+    na = bool(all(na_all)) if na_all else None
+    ha = close(leaf.hand, leaf.ad, rtol=tol.rtol, atol=tol.atol) if leaf.ad is not None else None
+    if hn is None and ha is None:
+        return np.full(n, "unverified", dtype=object), tuple(probes)
+    status = triangulate(None if hn is None else np.full(n, hn), ha,
+                         None if na is None or ha is None else np.full(n, na))
+    if ha is not None and hn is False and na:
+        status = np.where(ha, "ok", "hand").astype(object)  # localised by autodiff
+    return status, tuple(probes)
+
+
+def screen(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
+    """The judgement of screening: the probes, then a finite difference's word at every entry
+    where hand and autodiff differ."""
+    tol = leaf.tolerance(run, leaf.ad_scale())
+    status, probes = screen_status(run, leaf, ev, tol)
+    p = ev.parts
+    if p is not None and leaf.ad is not None:
+        idx = p.measured
+        hn = close(leaf.hand[idx], p.num[idx], rtol=tol.rtol, atol=tol.atol, err=p.err[idx])
+        na = close(p.num[idx], leaf.ad[idx], rtol=numeric_rtol(run), atol=tol.atol, err=p.err[idx])
+        status = np.asarray(status, dtype=object).ravel().copy()
+        status[idx] = triangulate(hn, np.zeros(idx.size, bool), na)
+        status[p.kink] = "kink"
+    found, blame = verdict(status, twin=run.problem.twin)
+    return Judgement(status, tol, found, blame, scale=leaf.ad_scale(), probes=probes)
+
+
+# ----------------------------------------------------------------------------- localisation
+
+
+def _first_divergence(leaf: Leaf, status: np.ndarray, time_axis: int | None) -> str | None:
+    """For a sequence leaf (3 or more axes), the first time step where hand and reference diverge."""
+    shape = leaf.shape
+    if time_axis is None or len(shape) < 3:
+        return None
+    bad = (np.asarray(status).reshape(shape) == "hand")
+    steps = np.flatnonzero(np.moveaxis(bad, time_axis, 0).reshape(shape[time_axis], -1).any(axis=1))
+    if not steps.size:
+        return None
+    return (f"hand and reference first diverge at time step {int(steps[0])} of {shape[time_axis]} "
+            f"(axis {time_axis} of {leaf.name})")
+
+
+def localised(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance,
+              probes: tuple[Probe, ...] = ()) -> Judgement:
+    """The judgement of a localised leaf: each measured entry against its finite difference,
+    the entries of unresolved blocks unverified, the rest agreeing (their blocks did)."""
+    assert ev.parts is not None
+    p = ev.parts
+    status = np.full(leaf.size, "ok", dtype=object)
+    idx = np.flatnonzero(p.taken)
+    if idx.size:
+        agree = close(leaf.hand[idx], p.num[idx], rtol=tol.rtol, atol=tol.atol, err=p.err[idx])
+        status[idx] = np.where(agree, "ok", "hand")
+    status[p.kink] = "kink"
+    if ev.unresolved is not None:
+        status[ev.unresolved] = "unverified"
+    found, blame = verdict(status, twin=run.problem.twin)
+    first = _first_divergence(leaf, status, run.opts.time_axis) if found == "fail" else None
+    return Judgement(status, tol, found, blame, probes=probes, notes=(first,) if first else ())

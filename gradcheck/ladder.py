@@ -1,0 +1,85 @@
+"""The precision ladder: separate a wrong formula from a lost precision.
+
+A hand gradient that fails is computed again by the same backward on inputs of the next wider
+precision (float32 → float64, float64 → long double where the platform has one).  When that one
+passes the formula is right and the arithmetic is what lost the accuracy — ``1 − y²`` of a
+saturated ``tanh`` cancels to a few digits even in float64 — so the leaf passes with a note
+saying how far the gradient is off, instead of blaming a correct derivation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from gradcheck import numeric
+from gradcheck.problem import Problem
+from gradcheck.result import LeafResult
+
+__all__ = ["Recheck", "climb", "wider"]
+
+#: ``recheck(k, hand)``: leaf ``k`` checked again, in the same mode, with the hand gradient
+#: ``hand`` judged by its own dtype.
+Recheck = Callable[[int, np.ndarray], LeafResult]
+
+
+def wider(judged: np.dtype[Any], precision: np.dtype[Any]) -> np.dtype[Any] | None:
+    """The next precision to recompute a hand gradient judged in ``judged``: float64 for
+    float16/32, the platform's long double for float64 when it is wider (x86: 64-bit mantissa),
+    else none.  A forward that itself computes in lower precision (``precision``) gives no
+    reason to climb."""
+    if judged.itemsize < 8:
+        return np.dtype(np.float64)
+    longdouble = np.dtype(np.longdouble)
+    if precision == np.dtype(np.float64) and np.finfo(longdouble).eps < numeric.EPS64:
+        return longdouble
+    return None
+
+
+def _max_rel(low: np.ndarray | None, wide: np.ndarray) -> float:
+    """max |low − wide| / max |wide|: how much precision the low-precision run lost."""
+    if low is None:
+        return math.nan
+    wide64 = wide.astype(np.float64)
+    scale = float(np.max(np.abs(wide64))) if wide64.size else 0.0
+    diff = float(np.max(np.abs(low.astype(np.float64) - wide64))) if wide64.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def _passed(low: LeafResult, lost: float, target: np.dtype[Any]) -> LeafResult:
+    note = (f"the hand gradient is off by up to {lost:.2g} (relative) in "
+            f"{low.n_mismatched} entr{'y' if low.n_mismatched == 1 else 'ies'}, but the same "
+            f"backward run in {target} is correct: {low.tolerance_dtype} arithmetic loses the "
+            "precision here (cancellation, e.g. 1 − y² of a saturated unit), not the "
+            "derivation")
+    return replace(low, verdict="pass", blame=None, diagnosis=None, notes=(*low.notes, note))
+
+
+def climb(problem: Problem, precision: np.dtype[Any], results: Sequence[LeafResult],
+          recheck: Recheck) -> list[LeafResult]:
+    """``results`` with every hand-blamed failure that the wider backward clears passed."""
+    suspects = [i for i, r in enumerate(results) if r.verdict == "fail" and r.blame == "hand"
+                and wider(np.dtype(r.tolerance_dtype), precision) is not None]
+    if not suspects or problem.hand_at is None:
+        return list(results)
+    target = wider(np.dtype(results[suspects[0]].tolerance_dtype), precision)
+    try:
+        hand_wide = problem.hand_at([v.astype(target) for v in problem.values], target)
+    except Exception:  # the backward may only accept its own dtype: keep the verdict
+        return list(results)
+    by_name = {n: k for k, n in enumerate(problem.names)}
+    out = list(results)
+    for i in suspects:
+        k = by_name[results[i].name]
+        h = hand_wide[k]
+        if h is None or h.dtype != target:
+            continue
+        # The same mode as the first judgement (a screened leaf is screened again, not re-measured
+        # entry by entry).
+        if recheck(k, h).verdict == "pass":
+            out[i] = _passed(results[i], _max_rel(problem.hand[k], h), np.dtype(target))
+    return out

@@ -1,0 +1,299 @@
+"""User code → a frozen :class:`Problem`: the first stage of every check.
+
+``check_grad`` and ``check_layer`` both reduce to one problem — a scalar loss over named float
+leaves, the hand gradient of each leaf, and the JAX losses that may serve as the autodiff
+reference.  This stage calls the user's code at the given point (on copies), validates what it
+returns, notes what it noticed (a backward that writes into its inputs, squeezed shapes), and
+flattens the pytree once; later stages only read the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcheck import _hygiene as hy
+from gradcheck import autodiff
+from gradcheck._tree import TreeDef, flatten, path_name
+from gradcheck.errors import InvalidArgument, NonFiniteError
+from gradcheck.options import CheckOptions
+
+__all__ = ["Candidates", "HandAt", "Problem", "grad_problem", "layer_problem"]
+
+#: Builds the JAX losses over the leaves that may be the autodiff reference, best first.
+Candidates = Callable[[], list[tuple[str, Callable[[list[Any]], Any]]]]
+#: ``hand_at(leaves, upcast)``: the user's backward again at other leaf values (``upcast``: a
+#: dtype every lower-precision float input is cast to, or ``None``), validated like ``hand``.
+HandAt = Callable[[list[np.ndarray], Any], list["np.ndarray | None"]]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A scalar loss over named float leaves, with the hand gradient of each leaf.
+
+    ``loss(tree)`` calls the user's forward on a tree rebuilt from leaves (numpy or JAX);
+    ``jax_candidates`` build JAX losses over the leaves for the autodiff reference; ``f0`` is the
+    loss at the given point in the user's own dtypes; ``loss_scale`` the magnitude of the loss's
+    terms (``Σ|dy ⊙ y|`` for a layer, ``|L|`` otherwise): the rounding of any gradient computed
+    from them is relative to this, not to the gradient.
+    """
+
+    kind: str
+    name: str
+    names: tuple[str, ...]
+    values: tuple[np.ndarray, ...]
+    subclasses: tuple[type, ...]
+    treedef: TreeDef
+    loss: Callable[[Any], Any]
+    hand: tuple[np.ndarray | None, ...]
+    jax_candidates: Candidates
+    twin: bool
+    notes: tuple[str, ...]
+    hand_at: HandAt | None
+    loss_scale: float
+    f0: float
+
+    def rebuild(self, leaves: Sequence[Any]) -> Any:
+        """The user's pytree (with its array subclasses) around ``leaves``."""
+        views = [
+            leaf.view(cls) if isinstance(leaf, np.ndarray) and cls is not np.ndarray else leaf
+            for leaf, cls in zip(leaves, self.subclasses, strict=True)
+        ]
+        return self.treedef.unflatten(views)
+
+    @property
+    def checked(self) -> tuple[int, ...]:
+        """The leaves that have a hand gradient to check (``dx=None`` is not checked)."""
+        return tuple(k for k, h in enumerate(self.hand) if h is not None)
+
+    @property
+    def total(self) -> int:
+        """How many entries are checked in all."""
+        return sum(self.values[k].size for k in self.checked)
+
+
+@dataclass(frozen=True)
+class _Leaves:
+    names: list[str]
+    values: list[np.ndarray]
+    classes: list[type]
+    roots: list[Any]
+    treedef: TreeDef
+
+    def shapes(self, part: slice = slice(None)) -> list[tuple[int, ...]]:
+        return [v.shape for v in self.values[part]]
+
+
+def _leaves(tree: Any, names_of: Callable[[tuple[Any, ...]], str] | None = None) -> _Leaves:
+    leaves, treedef = flatten(tree)
+    if not leaves:
+        raise InvalidArgument("params is empty: there is nothing to check.")
+    names = [names_of(leaf.path) if names_of is not None
+             else path_name(leaf.path) if leaf.path else "params" for leaf in leaves]
+    return _Leaves(
+        names, [hy.validate_param(leaf.value, name) for leaf, name in zip(leaves, names, strict=True)],
+        [type(leaf.value) if isinstance(leaf.value, np.ndarray) else np.ndarray for leaf in leaves],
+        [leaf.path[0] if leaf.path else None for leaf in leaves], treedef)
+
+
+def _upcast(tree: Any, dtype: Any = np.float64) -> Any:
+    """A copy of ``tree`` with every float array of lower precision than ``dtype`` cast to it."""
+    leaves, treedef = flatten(hy.copy_tree(tree))
+    target = np.dtype(dtype)
+    return treedef.unflatten([
+        leaf.value.astype(target) if isinstance(leaf.value, np.ndarray)
+        and leaf.value.dtype.kind == "f" and np.finfo(leaf.value.dtype).eps > np.finfo(target).eps
+        else leaf.value
+        for leaf in leaves
+    ])
+
+
+def _mutation_note(before: Any, after: Any, what: str) -> list[str]:
+    change = hy.first_change(before, after, "")
+    if change is None:
+        return []
+    return [f"{what} modifies its inputs ({change}); gradcheck passes copies, so the check is "
+            "unaffected"]
+
+
+# ----------------------------------------------------------------------------- check_grad
+
+
+def _grad_loss(fun: Callable[..., Any], pristine: Any, label: str) -> float:
+    """The loss at the given point, called on copies (a forward that mutates them is an error)."""
+    what = f"{label}(params, *args)"
+    passed = hy.copy_tree(pristine)
+    f0 = hy.call_user(fun, what, passed["params"], *passed["args"],
+                      where="computing the loss at the given point")
+    hy.raise_if_mutated(pristine, passed, "", f"the loss function {label}")
+    value = float(np.real(hy.scalar_loss(f0, what)))
+    hy.check_finite_loss(value, what)
+    return value
+
+
+def _grad_candidates(fun: Callable[..., Any], args: tuple[Any, ...], treedef: TreeDef,
+                     jax_fun: Callable[..., Any] | None) -> Candidates:
+    def candidates() -> list[tuple[str, Callable[[list[Any]], Any]]]:
+        if jax_fun is not None:
+            twin = jax_fun
+            return [("the jax_fun twin",
+                     lambda ls: twin(treedef.unflatten(ls), *autodiff.to_jax(hy.copy_tree(args))))]
+        return [("the forward on JAX arrays",
+                 lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(hy.copy_tree(args)))),
+                ("the forward on JAX parameters and numpy args",
+                 lambda ls: fun(treedef.unflatten(ls), *hy.copy_tree(args)))]
+    return candidates
+
+
+def grad_problem(fun: Callable[..., Any], grad: Callable[..., Any], params: Any,
+                 args: tuple[Any, ...], opts: CheckOptions) -> Problem:
+    """The problem of :func:`gradcheck.check_grad`: ``fun(params, *args)`` and its hand gradient
+    ``grad(params, *args)``, both called on copies."""
+    leaves = _leaves(params)
+    label = str(opts.name or getattr(fun, "__name__", "fun"))
+    pristine = hy.copy_tree({"params": params, "args": list(args)})
+    f0 = _grad_loss(fun, pristine, label)
+
+    given = hy.copy_tree(pristine)
+    grad_name = getattr(grad, "__name__", "grad")
+    raw = hy.call_user(grad, f"{grad_name}(params, *args)", given["params"], *given["args"],
+                       where="computing the hand gradient")
+    notes = _mutation_note(pristine, given, grad_name)
+    hand, hand_notes = hy.validate_hand(raw, leaves.names, leaves.shapes(), what=grad_name)
+
+    def loss(tree: Any) -> Any:
+        return fun(tree, *hy.copy_tree(args))
+
+    def hand_at(values: list[np.ndarray], upcast: Any) -> list[np.ndarray | None]:
+        args_ = _upcast(pristine["args"], upcast) if upcast else hy.copy_tree(pristine["args"])
+        raw_ = grad(problem.rebuild(values), *args_)
+        return hy.validate_hand(raw_, leaves.names, leaves.shapes(), what=grad_name)[0]
+
+    problem = Problem(
+        kind="check_grad", name=label, names=tuple(leaves.names), values=tuple(leaves.values),
+        subclasses=tuple(leaves.classes), treedef=leaves.treedef, loss=loss, hand=tuple(hand),
+        jax_candidates=_grad_candidates(fun, args, leaves.treedef, opts.jax_fun),
+        twin=opts.jax_fun is not None, notes=tuple(notes + hand_notes), hand_at=hand_at,
+        loss_scale=abs(f0), f0=f0)
+    return problem
+
+
+# ----------------------------------------------------------------------------- check_layer
+
+
+def _require_layer(layer: Any) -> None:
+    for method in ("forward", "backward"):
+        if not callable(getattr(layer, method, None)):
+            raise InvalidArgument(
+                f"layer {type(layer).__name__} has no {method}() method: expected forward(params, "
+                "x) and backward(params, x, dy). For CS231n-style functions use "
+                "gc.cs231n_layer(forward, backward); for objects that keep a cache use "
+                "gc.stateful_layer(obj, ...)."
+            )
+
+
+def _layer_name(path: tuple[Any, ...]) -> str:
+    if path[0] == "x":
+        return path_name(path[1:], "x")
+    return path_name(path[1:]) if path[1:] else "params"
+
+
+def _layer_output(y: Any, what: str) -> np.ndarray:
+    if isinstance(y, tuple | list):
+        raise InvalidArgument(
+            f"{what} returned a {type(y).__name__} of {len(y)} values; expected the output array. "
+            "For CS231n-style (out, cache) functions use gc.cs231n_layer(forward, backward)."
+        )
+    arr = np.asarray(y)
+    if arr.dtype.kind != "f":
+        raise InvalidArgument(f"{what} returned dtype {arr.dtype}; expected a float array.")
+    bad = hy.first_nonfinite(arr)
+    if bad is not None:
+        raise NonFiniteError(
+            f"{what} returned {bad[1]} at {list(bad[0])} of its output: check the point."
+        )
+    return arr
+
+
+def contract(y: Any, dy: np.ndarray) -> Any:
+    """``⟨dy, y⟩`` in the namespace of ``y`` (numpy, or jax.numpy under tracing)."""
+    get = getattr(y, "__array_namespace__", None)
+    if get is None:
+        return np.sum(dy * np.asarray(y))
+    xp = get()
+    return xp.sum(xp.asarray(dy) * y)
+
+
+def _layer_hand(raw: Any, leaves: _Leaves, n_params: int, bwd: str) -> tuple[list[Any], list[str]]:
+    """``(dparams, dx)`` from a layer's backward, validated leaf by leaf (``dx`` may be None)."""
+    if not isinstance(raw, tuple | list) or len(raw) != 2:
+        n = len(raw) if isinstance(raw, tuple | list) else 1
+        raise InvalidArgument(
+            f"{bwd} must return (dparams, dx); it returned {n} value(s). For CS231n-style "
+            "backwards returning (dx, dw, db) use gc.cs231n_layer(forward, backward)."
+        )
+    split = slice(None, n_params), slice(n_params, None)
+    hand_p, notes_p = hy.validate_hand(raw[0] if n_params else [], leaves.names[split[0]],
+                                       leaves.shapes(split[0]), what=bwd)
+    hand_x, notes_x = hy.validate_hand(raw[1], leaves.names[split[1]], leaves.shapes(split[1]),
+                                       what=bwd, optional=leaves.names[split[1]])
+    return hand_p + hand_x, notes_p + notes_x
+
+
+def _layer_candidates(forward: Callable[..., Any], twin: bool, treedef: TreeDef,
+                      dy: np.ndarray) -> Candidates:
+    desc = "the jax_fun twin" if twin else "the forward on JAX arrays"
+
+    def jloss(ls: list[Any]) -> Any:
+        t = treedef.unflatten(ls)
+        return contract(forward(t["params"], t["x"]), dy)
+
+    return lambda: [(desc, jloss)]
+
+
+def layer_problem(layer: Any, params: Any, x: Any, opts: CheckOptions) -> Problem:
+    """The problem of :func:`gradcheck.check_layer`: ``L = ⟨dy, forward(params, x)⟩`` with a
+    seeded ``dy`` exactly representable in ``y``'s dtype, and the layer's backward at ``dy``."""
+    _require_layer(layer)
+    label = opts.name or type(layer).__name__
+    tree = {"params": params, "x": x}
+    leaves = _leaves(tree, _layer_name)
+    n_params = sum(root == "params" for root in leaves.roots)
+    fwd = f"{label}.forward(params, x)"
+
+    pristine = hy.copy_tree(tree)
+    passed = hy.copy_tree(tree)
+    y0 = hy.call_user(layer.forward, fwd, passed["params"], passed["x"], where="at the given point")
+    hy.raise_if_mutated(pristine, passed, "", fwd)
+    y0 = _layer_output(y0, fwd)
+    # dy exactly representable in y's dtype: the backward and the references see the same dy.
+    dy = np.random.default_rng(opts.seed).standard_normal(y0.shape).astype(y0.dtype).astype(np.float64)
+    f0 = float(np.sum(dy * np.asarray(y0, np.float64)))
+    hy.check_finite_loss(f0, fwd)
+
+    given = hy.copy_tree({**tree, "dy": dy.astype(y0.dtype)})
+    bwd = f"{label}.backward(params, x, dy)"
+    raw = hy.call_user(layer.backward, bwd, given["params"], given["x"], given["dy"],
+                       where="computing the hand gradient")
+    notes = _mutation_note({**pristine, "dy": dy.astype(y0.dtype)}, given, bwd)
+    hand, hand_notes = _layer_hand(raw, leaves, n_params, bwd)
+
+    def loss(t: Any) -> Any:
+        return contract(layer.forward(t["params"], t["x"]), dy)
+
+    def hand_at(values: list[np.ndarray], upcast: Any) -> list[np.ndarray | None]:
+        t = problem.rebuild(values)
+        got = layer.backward(t["params"], t["x"], dy.astype(upcast) if upcast else dy.astype(y0.dtype))
+        return _layer_hand(got, leaves, n_params, bwd)[0]
+
+    problem = Problem(
+        kind="check_layer", name=label, names=tuple(leaves.names), values=tuple(leaves.values),
+        subclasses=tuple(leaves.classes), treedef=leaves.treedef, loss=loss, hand=tuple(hand),
+        jax_candidates=_layer_candidates(opts.jax_fun or layer.forward, opts.jax_fun is not None,
+                                         leaves.treedef, dy),
+        twin=opts.jax_fun is not None, notes=tuple(notes + hand_notes), hand_at=hand_at,
+        loss_scale=float(np.sum(np.abs(dy * np.asarray(y0, np.float64)))), f0=f0)
+    return problem
