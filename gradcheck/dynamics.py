@@ -9,12 +9,18 @@ Three kinds of model are analysed by :func:`gradient_flow`:
       y_t    = readout(params, h_t)             (B, K)      (h_t itself without a readout)
 
   written with array-API code so that JAX can trace it;
-* the **reference recurrent layers** (``reference.rnn.ElmanRNN``, ``reference.lstm.LSTM``,
-  ``reference.gru.GRU``): their ``bptt(params, x, dy) -> (dparams, dx, deltas)`` gives the hand
-  ``deltas[t] = ∂L/∂h_t``, and the cell is derived from their ``cell_forward``;
-* **deep stacks** (``reference.mlp.MLP`` or anything with ``backward_with_deltas``): one layer
-  plays the part of one time step, and the per-layer norms of the weight and bias gradients are
-  Nielsen's "speed of learning" of each layer.
+* a **recurrent layer** with a hand BPTT (the :class:`RecurrentLayer` protocol, e.g.
+  ``reference.rnn.ElmanRNN``, ``reference.lstm.LSTM``, ``reference.gru.GRU``): its
+  ``bptt(params, x, dy) -> (dparams, dx, deltas)`` gives the hand ``deltas[t] = ∂L/∂h_t``, and
+  its ``initial_state``, ``state_step`` and ``readout`` make the cell; optional capabilities add
+  a hand Jacobian (:class:`RecurrentJacobian`), a hand truncated BPTT (:class:`TruncatableBPTT`),
+  Pascanu's bound (:class:`PascanuBound`) and a partly observed state (:class:`ObservedState`);
+* a **deep stack** (the :class:`DepthStack` protocol: ``forward`` and ``backward_with_deltas``,
+  e.g. ``reference.mlp.MLP``): one layer plays the part of one time step, and the per-layer norms
+  of the weight and bias gradients are Nielsen's "speed of learning" of each layer.
+
+The protocols are structural: any object with the methods qualifies, whatever its class; the
+class name only labels the result.
 
 The loss is linear in the outputs, ``L = Σ_t ⟨dy_t, y_t⟩``; every first-order quantity below
 depends only on ``dy = ∂L/∂y``.  Pass ``dy`` or a ``loss`` (``dy = ∂loss/∂y`` is then taken by
@@ -79,16 +85,16 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from gradcheck.errors import InvalidArgument
+from gradcheck.result import json_number
 
 __all__ = [
     "FLOW_SCHEMA_VERSION",
@@ -98,8 +104,14 @@ __all__ = [
     "TRUNCATION_TOLERANCE",
     "Cell",
     "ClipReport",
+    "DepthStack",
     "FlowResult",
+    "ObservedState",
+    "PascanuBound",
+    "RecurrentJacobian",
+    "RecurrentLayer",
     "Regime",
+    "TruncatableBPTT",
     "gradient_flow",
     "log_slope",
     "pascanu_eta",
@@ -161,6 +173,105 @@ class Cell:
     observed: int | None = None
 
 
+# ----------------------------------------------------------------------------- model protocols
+
+
+@runtime_checkable
+class RecurrentLayer(Protocol):
+    """A recurrent layer with a hand BPTT, analysed through time without a :class:`Cell`.
+
+    Any object with these four methods (callables) qualifies, whatever its class;
+    ``reference.rnn.ElmanRNN``, ``reference.lstm.LSTM`` and ``reference.gru.GRU`` implement it.
+    Shapes: ``x`` (T, B, D), the state ``s`` (B, S), ``y_t`` (B, K).  ``initial_state``,
+    ``state_step`` and ``readout`` must be written with array-API code so that JAX can trace them
+    (they become the :class:`Cell`).
+
+    Optional capabilities, used when present: :class:`ObservedState`, :class:`RecurrentJacobian`,
+    :class:`TruncatableBPTT` and :class:`PascanuBound`.
+
+    Examples:
+        >>> import reference.gru
+        >>> isinstance(reference.gru.GRU(), RecurrentLayer), isinstance(object(), RecurrentLayer)
+        (True, False)
+    """
+
+    def bptt(self, params: Any, x: Any, dy: Any) -> tuple[Any, Any, Any]:
+        """``(dparams, dx, deltas)`` of ``L = Σ_t ⟨dy_t, y_t⟩``; ``deltas[t] = ∂L/∂s_t`` (T, B, observed)."""
+        ...
+
+    def initial_state(self, params: Any, batch: int) -> Any:
+        """``s_{-1}``, (batch, S)."""
+        ...
+
+    def state_step(self, params: Any, state: Any, x_t: Any) -> Any:
+        """``s_t`` from ``s_{t-1}`` (B, S) and ``x_t`` (B, D)."""
+        ...
+
+    def readout(self, params: Any, state: Any) -> Any:
+        """``y_t`` (B, K) from ``s_t``."""
+        ...
+
+
+@runtime_checkable
+class ObservedState(Protocol):
+    """A state of which the hand deltas cover only the leading columns (the LSTM's ``[h | c]``)."""
+
+    def observed_width(self, params: Any) -> int:
+        """How many leading state columns ``bptt``'s deltas and the reported norms cover."""
+        ...
+
+
+@runtime_checkable
+class RecurrentJacobian(Protocol):
+    """A hand one-step Jacobian, used instead of ``jax.jacfwd`` of the step."""
+
+    def recurrent_jacobian(self, params: Any, state: Any, x_t: Any) -> Any:
+        """``J[b] = ∂s_t/∂s_{t-1}`` per batch row, (B, S, S), from ``s_{t-1}`` and ``x_t``."""
+        ...
+
+
+@runtime_checkable
+class TruncatableBPTT(Protocol):
+    """A hand truncated BPTT(τ), used for the truncation curve instead of JAX's depth split."""
+
+    def with_truncation(self, truncation: int | None) -> RecurrentLayer:
+        """The same layer whose ``bptt`` is truncated to ``truncation`` steps."""
+        ...
+
+
+@runtime_checkable
+class PascanuBound(Protocol):
+    """``h_t = f(x_t V + h_{t-1} U + b)``: the activation ``f`` and the key of ``U`` in ``params``
+    give Pascanu's ``η = σ_max(U)·γ``."""
+
+    @property
+    def activation(self) -> str:
+        """``"tanh"``, ``"sigmoid"`` or ``"relu"``."""
+        ...
+
+    @property
+    def recurrent_key(self) -> str:
+        """The key of the recurrent matrix ``U`` in ``params``."""
+        ...
+
+
+@runtime_checkable
+class DepthStack(Protocol):
+    """A deep stack analysed through depth: layer ``i`` (from the input) has params ``W{i}``, ``b{i}``.
+
+    Any object with these two methods qualifies, whatever its class; ``reference.mlp.MLP``
+    implements it.  ``x`` is (B, D_0), ``y`` (B, D_L).
+    """
+
+    def forward(self, params: Any, x: Any) -> Any:
+        """``y``, (B, D_L); JAX-traceable for the autodiff side."""
+        ...
+
+    def backward_with_deltas(self, params: Any, x: Any, dy: Any) -> tuple[Any, Any, Sequence[Any]]:
+        """``(dparams, dx, deltas)`` of ``L = Σ dy ⊙ y``; ``deltas[i] = ∂L/∂net_i`` (B, D_{i+1})."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ClipReport:
     """Clipping by global norm at ``threshold`` (Pascanu et al., Algorithm 1).
@@ -185,9 +296,9 @@ class ClipReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "threshold": _num(self.threshold),
-            "norm_before": _num(self.norm_before),
-            "norm_after": _num(self.norm_after),
+            "threshold": json_number(self.threshold),
+            "norm_before": json_number(self.norm_before),
+            "norm_after": json_number(self.norm_after),
             "clipped": self.clipped,
             "step_norms": _list(self.step_norms),
             "clipped_steps": list(self.clipped_steps),
@@ -274,13 +385,13 @@ class FlowResult:
             "rel_err": _list(self.rel_err),
             "local_sigma": _list(self.local_sigma),
             "spans": [_list(row) for row in self.spans],
-            "slope": _num(self.slope),
-            "slope_stderr": _num(self.slope_stderr),
-            "sigma_max": _num(self.sigma_max),
-            "gamma": _num(self.gamma),
-            "eta": _num(self.eta),
-            "saturation": _num(self.saturation),
-            "input_scale": _num(self.input_scale),
+            "slope": json_number(self.slope),
+            "slope_stderr": json_number(self.slope_stderr),
+            "sigma_max": json_number(self.sigma_max),
+            "gamma": json_number(self.gamma),
+            "eta": json_number(self.eta),
+            "saturation": json_number(self.saturation),
+            "input_scale": json_number(self.input_scale),
             "truncation_errors": _list(self.truncation_errors),
             "min_truncation": self.min_truncation,
             "truncation_source": self.truncation_source,
@@ -299,16 +410,8 @@ def _empty() -> F64:
     return np.zeros(0)
 
 
-def _num(x: float | None) -> float | str | None:
-    """JSON has no NaN/Inf: write them as strings so nothing is lost."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else str(x)
-
-
 def _list(a: F64) -> list[float | str | None]:
-    return [_num(v) for v in np.asarray(a, dtype=np.float64).ravel()]
+    return [json_number(v) for v in np.asarray(a, dtype=np.float64).ravel()]
 
 
 def _norm(a: Any) -> float:
@@ -441,51 +544,72 @@ class _Model:
 
     cell: Cell
     name: str
-    hand_deltas: Fn | None  # (params, x, dy) -> (T, B, observed)
-    hand_grads: Fn | None  # (params, x, dy) -> dparams
-    hand_jacobian: Fn | None  # (params, h_prev, x_t) -> (B, S, S)
-    hand_truncated: Fn | None  # (params, x, dy, tau) -> dparams
+    hand_deltas: Fn | None = None  # (params, x, dy) -> (T, B, observed)
+    hand_grads: Fn | None = None  # (params, x, dy) -> dparams
+    hand_jacobian: Fn | None = None  # (params, h_prev, x_t) -> (B, S, S)
+    hand_truncated: Fn | None = None  # (params, x, dy, tau) -> dparams
 
 
-def _reference_model(layer: Any, params: Any) -> _Model:
-    """The cell of a reference ElmanRNN, LSTM or GRU (the LSTM's state is ``[h | c]``)."""
-    import jax.numpy as jnp
+def _protocol_methods(protocol: type) -> tuple[str, ...]:
+    """The public methods a protocol class declares, in the order of its body."""
+    return tuple(k for k, v in vars(protocol).items() if not k.startswith("_") and callable(v))
 
-    kind = type(layer).__name__
-    bptt = getattr(layer, "bptt", None)
-    if kind not in ("ElmanRNN", "LSTM", "GRU") or bptt is None:
-        raise InvalidArgument(
-            f"model={layer!r}: expected a Cell, a reference ElmanRNN / LSTM / GRU, or a deep stack "
-            "with backward_with_deltas; wrap another recurrent layer in gradcheck.dynamics.Cell."
-        )
 
-    def deltas(p: Any, x: Any, dy: Any) -> Any:
-        return bptt(p, x, dy)[2]
+def _missing(model: Any, protocol: type) -> tuple[str, ...]:
+    """The methods of ``protocol`` that ``model`` lacks (or has as non-callables)."""
+    return tuple(m for m in _protocol_methods(protocol) if not callable(getattr(model, m, None)))
 
-    def grads(p: Any, x: Any, dy: Any) -> Any:
-        return bptt(p, x, dy)[0]
 
-    H = int(np.shape(params["h0"])[0])
-    if kind == "LSTM":
-        def step(p: Any, s: Any, x: Any) -> Any:
-            h, c = layer.cell_forward(p, s[:, :H], s[:, H:], x)
-            return jnp.concatenate([h, c], axis=1)
+def _unsupported(model: Any) -> InvalidArgument:
+    """The error for a model that follows none of the protocols, naming what it lacks."""
+    lacks = ", ".join(_missing(model, RecurrentLayer))
+    return InvalidArgument(
+        f"model={model!r}: expected a Cell, a recurrent layer with bptt, initial_state, state_step "
+        f"and readout (the RecurrentLayer protocol; this one lacks {lacks}), or a deep stack with "
+        "forward and backward_with_deltas (DepthStack); wrap another recurrent layer in "
+        "gradcheck.dynamics.Cell."
+    )
 
-        cell = Cell(step, lambda p, B: jnp.broadcast_to(jnp.concatenate([p["h0"], p["c0"]]), (B, 2 * H)),
-                    readout=lambda p, s: s[:, :H] @ p["Wy"] + p["by"], observed=H)
-        return _Model(cell, kind, deltas, grads, None, None)
-    out = ("W", "c") if kind == "ElmanRNN" else ("Wy", "by")
-    cell = Cell(layer.cell_forward, lambda p, B: jnp.broadcast_to(p["h0"], (B, H)),
-                readout=lambda p, h: h @ p[out[0]] + p[out[1]],
-                activation=getattr(layer, "activation", None) if kind == "ElmanRNN" else None,
-                recurrent="U" if kind == "ElmanRNN" else None)
-    if kind != "ElmanRNN":
-        return _Model(cell, kind, deltas, grads, None, None)
+
+def _layer_cell(layer: RecurrentLayer, params: Any) -> Cell:
+    """The :class:`Cell` of a recurrent layer: its step, initial state and read-out."""
+    bound = layer if isinstance(layer, PascanuBound) else None
+    return Cell(
+        step=layer.state_step,
+        init=layer.initial_state,
+        readout=layer.readout,
+        activation=bound.activation if bound is not None else None,
+        recurrent=bound.recurrent_key if bound is not None else None,
+        observed=layer.observed_width(params) if isinstance(layer, ObservedState) else None,
+    )
+
+
+def _truncated_bptt(layer: TruncatableBPTT) -> Fn:
+    """``(params, x, dy, tau) -> dparams`` of the layer's own BPTT(τ)."""
 
     def truncated(p: Any, x: Any, dy: Any, tau: int) -> Any:
-        return dataclasses.replace(layer, truncation=tau).bptt(p, x, dy)[0]
+        return layer.with_truncation(tau).bptt(p, x, dy)[0]
 
-    return _Model(cell, kind, deltas, grads, layer.recurrent_jacobian, truncated)
+    return truncated
+
+
+def _layer_model(layer: RecurrentLayer, params: Any) -> _Model:
+    """A :class:`RecurrentLayer` as a cell plus its hand BPTT and optional capabilities."""
+
+    def deltas(p: Any, x: Any, dy: Any) -> Any:
+        return layer.bptt(p, x, dy)[2]
+
+    def grads(p: Any, x: Any, dy: Any) -> Any:
+        return layer.bptt(p, x, dy)[0]
+
+    return _Model(
+        cell=_layer_cell(layer, params),
+        name=type(layer).__name__,  # a label only: what the model can do decides how it is analysed
+        hand_deltas=deltas,
+        hand_grads=grads,
+        hand_jacobian=layer.recurrent_jacobian if isinstance(layer, RecurrentJacobian) else None,
+        hand_truncated=_truncated_bptt(layer) if isinstance(layer, TruncatableBPTT) else None,
+    )
 
 
 # ----------------------------------------------------------------------------- JAX side
@@ -550,8 +674,16 @@ def _trace(
             jac = jax.vmap(lambda h, xt: jax.jacfwd(lambda hh: cell.step(p, hh[None], xt[None])[0])(h))(
                 hs[:-1].reshape(T * B, -1), xs.reshape(T * B, -1))
         depth, g_y, steps = _contributions(cell, p, xs, hs, cot, read)
-        return _Trace(np.asarray(hs), np.asarray(cot), np.asarray(g_eps),
-                      np.asarray(jac).reshape(T, B, *jac.shape[1:]), _flat(g_p), depth, g_y, steps)
+        return _Trace(
+            states=np.asarray(hs),
+            dy=np.asarray(cot),
+            deltas=np.asarray(g_eps),
+            jacobians=np.asarray(jac).reshape(T, B, *jac.shape[1:]),
+            grad=_flat(g_p),
+            depth=depth,
+            readout_grad=g_y,
+            steps=steps,
+        )
 
 
 def _cotangent(ys: Any, dy: Any, loss: Fn | None, rng: np.random.Generator) -> Any:
@@ -634,19 +766,47 @@ def _clip(threshold: float, grad: F64, steps: F64) -> ClipReport:
     after = threshold if math.isfinite(before) and before > threshold else before
     step_norms = np.asarray([_norm(s) for s in steps])
     clipped = tuple(int(i) for i in np.flatnonzero(step_norms > threshold))
-    return ClipReport(float(threshold), before, after, step_norms, clipped)
+    return ClipReport(threshold=float(threshold), norm_before=before, norm_after=after,
+                      step_norms=step_norms, clipped_steps=clipped)
 
 
-def _time_flow(model: _Model, params: Any, x: Any, *, dy: Any, loss: Fn | None, seed: int,
-               clip: float | None, rtol: float | None, name: str | None) -> FlowResult:
-    from gradcheck.tolerance import tolerance
+def _input_scale(x: Any) -> float:
+    """The root mean square of the inputs."""
+    return _norm(x) / math.sqrt(max(np.size(x), 1))
 
-    cell = model.cell
+
+def _min_truncation(errors: F64) -> int | None:
+    """The least τ whose truncation error is within :data:`TRUNCATION_TOLERANCE`, if any."""
+    below = np.flatnonzero(errors <= TRUNCATION_TOLERANCE)
+    return int(below[0]) + 1 if below.size else None
+
+
+# ----------------------------------------------------------------------------- through time
+
+
+@dataclass(frozen=True, slots=True)
+class _StepNorms:
+    """The per-step ‖∂L/∂h_t‖ of the hand BPTT (when there is one) beside JAX's."""
+
+    hand: F64  # (T,), empty without a hand BPTT
+    autodiff: F64  # (T,)
+    rel_err: F64  # (T,), empty without a hand BPTT
+    rtol: float
+    has_hand: bool
+
+    @property
+    def fitted(self) -> F64:
+        """The norms the slope is fitted to: the hand ones when there are, else JAX's."""
+        return self.hand if self.has_hand else self.autodiff
+
+
+def _run_trace(model: _Model, params: Any, x: Any, *, dy: Any, loss: Fn | None, seed: int) -> _Trace:
+    """The float64 JAX pass of the model's cell; a cell JAX cannot trace is an InvalidArgument."""
     if np.ndim(x) != 3:
         raise InvalidArgument(f"x has shape {np.shape(x)}: a recurrent model takes (T, B, D) inputs.")
     try:
-        tr = _trace(cell, params, x, dy, loss, np.random.default_rng(seed),
-                    jacobian=model.hand_jacobian is None)
+        return _trace(model.cell, params, x, dy, loss, np.random.default_rng(seed),
+                      jacobian=model.hand_jacobian is None)
     except InvalidArgument:
         raise
     except Exception as exc:  # the user's cell, read-out or loss does not trace under JAX
@@ -654,41 +814,110 @@ def _time_flow(model: _Model, params: Any, x: Any, *, dy: Any, loss: Fn | None, 
             f"{model.name}: JAX could not run the cell ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
             "write step/init/readout with xp = h.__array_namespace__() instead of numpy calls."
         ) from exc
-    obs = slice(0, cell.observed)
-    auto = tr.deltas[..., obs]
+
+
+def _step_norms(model: _Model, params: Any, x: Any, tr: _Trace, rtol: float | None) -> _StepNorms:
+    """Hand (``model.hand_deltas`` or the cell's ``deltas``) against JAX's ∂L/∂h_t, step by step."""
+    from gradcheck.tolerance import tolerance
+
+    auto = tr.deltas[..., slice(0, model.cell.observed)]
     auto_norms = np.asarray([_norm(d) for d in auto])
-    hand_fn = model.hand_deltas or cell.deltas
-    hand = np.asarray(hand_fn(params, x, tr.dy.astype(np.asarray(x).dtype))) if hand_fn else None
-    hand_norms = np.asarray([_norm(d) for d in hand]) if hand is not None else _empty()
-    rel = np.asarray([_rel(h, a) for h, a in zip(hand, auto, strict=True)]) if hand is not None else _empty()
-    tol = float(rtol) if rtol is not None else tolerance(hand.dtype if hand is not None else np.float64)
-    jac, jac_source = tr.jacobians, "jax.jacfwd of the step"
-    if model.hand_jacobian is not None:
-        jac = np.stack([model.hand_jacobian(params, tr.states[t], np.asarray(x)[t]) for t in range(len(x))])
-        jac_source = f"{model.name}.recurrent_jacobian"
-    local = np.max(np.linalg.norm(jac, ord=2, axis=(2, 3)), axis=1)
-    sigma, gamma, eta = math.nan, math.nan, math.nan
-    if cell.recurrent is not None and cell.activation is not None:
-        sigma, gamma, eta = pascanu_eta(params[cell.recurrent], cell.activation)
-    norms = hand_norms if hand is not None else auto_norms
-    slope, se, n = log_slope(norms)
-    with np.errstate(divide="ignore"):
-        log_local = float(np.mean(np.log(local))) if local.size else math.nan
-    sat = _saturation(tr.states[1:, :, obs], cell.activation)
-    regime, reasons = _classify(eta, slope, se, n, log_local, sat)
-    terr, tsource = _truncation(tr, model, params, x)
-    below = np.flatnonzero(terr <= TRUNCATION_TOLERANCE)
-    notes = () if hand is not None else ("no hand BPTT: only the autodiff per-step norms",)
-    return FlowResult(
-        name or model.name, "time", hand_norms, auto_norms, rel, tol, local, _spans(jac), slope, se,
-        sigma, gamma, eta, sat, _norm(x) / math.sqrt(max(np.size(x), 1)), regime, reasons, terr,
-        int(below[0]) + 1 if below.size else None,
-        None if clip is None else _clip(clip, tr.grad, tr.steps),
-        truncation_source=tsource, jacobian_source=jac_source, notes=notes,
+    hand_fn = model.hand_deltas or model.cell.deltas
+    if hand_fn is None:
+        tol = float(rtol) if rtol is not None else tolerance(np.float64)
+        return _StepNorms(hand=_empty(), autodiff=auto_norms, rel_err=_empty(), rtol=tol, has_hand=False)
+    hand = np.asarray(hand_fn(params, x, tr.dy.astype(np.asarray(x).dtype)))
+    if hand.shape[-1:] != auto.shape[-1:]:
+        raise InvalidArgument(
+            f"{model.name}: the hand deltas have shape {hand.shape}, the state {auto.shape}; a model "
+            "whose deltas cover only the leading state columns says how many (observed_width(params) "
+            "of a RecurrentLayer, Cell.observed)."
+        )
+    return _StepNorms(
+        hand=np.asarray([_norm(d) for d in hand]),
+        autodiff=auto_norms,
+        rel_err=np.asarray([_rel(h, a) for h, a in zip(hand, auto, strict=True)]),
+        rtol=float(rtol) if rtol is not None else tolerance(hand.dtype),
+        has_hand=True,
     )
 
 
-def _autodiff_deltas(stack: Any, params: Any, x: Any, y: Any, dy: Any, L: int) -> list[F64]:
+def _step_jacobians(model: _Model, params: Any, x: Any, tr: _Trace) -> tuple[F64, str]:
+    """``J_t = ∂h_t/∂h_{t-1}`` (T, B, S, S) from the model's own Jacobian, else ``jax.jacfwd``."""
+    if model.hand_jacobian is None:
+        return tr.jacobians, "jax.jacfwd of the step"
+    jac = np.stack([model.hand_jacobian(params, tr.states[t], np.asarray(x)[t]) for t in range(len(x))])
+    return jac, f"{model.name}.recurrent_jacobian"
+
+
+def _cell_eta(cell: Cell, params: Any) -> tuple[float, float, float]:
+    """Pascanu's ``(σ_max(U), γ, η)`` of a cell that names its ``U`` and activation, else NaN."""
+    if cell.recurrent is not None and cell.activation is not None:
+        return pascanu_eta(params[cell.recurrent], cell.activation)
+    return math.nan, math.nan, math.nan
+
+
+def _mean_log(local: F64) -> float:
+    """The mean of ``log σ_max(J_t)`` (−inf for a zero gain, NaN without steps)."""
+    with np.errstate(divide="ignore"):
+        return float(np.mean(np.log(local))) if local.size else math.nan
+
+
+def _time_flow(model: _Model, params: Any, x: Any, *, dy: Any, loss: Fn | None, seed: int,
+               clip: float | None, rtol: float | None, name: str | None) -> FlowResult:
+    """The flow through time of a model reduced to a cell (see the module docstring)."""
+    cell = model.cell
+    tr = _run_trace(model, params, x, dy=dy, loss=loss, seed=seed)
+    per_step = _step_norms(model, params, x, tr, rtol)
+    jac, jac_source = _step_jacobians(model, params, x, tr)
+    local = np.max(np.linalg.norm(jac, ord=2, axis=(2, 3)), axis=1)
+    sigma, gamma, eta = _cell_eta(cell, params)
+    slope, se, n = log_slope(per_step.fitted)
+    sat = _saturation(tr.states[1:, :, slice(0, cell.observed)], cell.activation)
+    regime, reasons = _classify(eta, slope, se, n, _mean_log(local), sat)
+    terr, tsource = _truncation(tr, model, params, x)
+    return FlowResult(
+        name=name or model.name,
+        axis="time",
+        hand_norms=per_step.hand,
+        autodiff_norms=per_step.autodiff,
+        rel_err=per_step.rel_err,
+        rtol=per_step.rtol,
+        local_sigma=local,
+        spans=_spans(jac),
+        slope=slope,
+        slope_stderr=se,
+        sigma_max=sigma,
+        gamma=gamma,
+        eta=eta,
+        saturation=sat,
+        input_scale=_input_scale(x),
+        regime=regime,
+        reasons=reasons,
+        truncation_errors=terr,
+        min_truncation=_min_truncation(terr),
+        clip=None if clip is None else _clip(clip, tr.grad, tr.steps),
+        truncation_source=tsource,
+        jacobian_source=jac_source,
+        notes=() if per_step.has_hand else ("no hand BPTT: only the autodiff per-step norms",),
+    )
+
+
+# ----------------------------------------------------------------------------- through depth
+
+
+def _autodiff_grads(stack: DepthStack, params: Any, x: F64, dy: Any) -> dict[str, F64]:
+    """JAX's float64 parameter gradient of ``Σ dy ⊙ forward(params, x)``."""
+    import jax
+    import jax.numpy as jnp
+
+    with jax.enable_x64(True):
+        p64 = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+        auto = jax.grad(lambda p: jnp.sum(stack.forward(p, jnp.asarray(x, jnp.float64)) * dy))(p64)
+        return {k: np.asarray(v) for k, v in auto.items()}
+
+
+def _autodiff_deltas(stack: DepthStack, params: Any, x: Any, y: Any, dy: Any, L: int) -> list[F64]:
     """JAX's ``∂L/∂net_i`` per sample, for layers ``i < L``: the gradient with respect to each
     bias ``b_i`` broadcast to one copy per sample (``x W + b`` then gives every sample its own
     bias, whose gradient is that sample's δ).  Empty when the stack's forward does not take such
@@ -711,12 +940,35 @@ def _autodiff_deltas(stack: Any, params: Any, x: Any, y: Any, dy: Any, L: int) -
         return []
 
 
-def _depth_flow(stack: Any, params: Any, x: Any, *, dy: Any, seed: int, clip: float | None,
+def _layer_rel_err(dparams: Any, deltas: Sequence[Any], auto: dict[str, F64], auto_deltas: list[F64]) -> F64:
+    """Per layer, the worst relative error of its weight, bias and (when JAX has them) delta."""
+    return np.asarray([max(_rel(dparams[f"W{i}"], auto[f"W{i}"]), _rel(dparams[f"b{i}"], auto[f"b{i}"]),
+                           _rel(deltas[i], auto_deltas[i]) if auto_deltas else 0.0)
+                       for i in range(len(deltas))])
+
+
+def _depth_clip(threshold: float, dparams: Any, grad: F64, L: int) -> ClipReport:
+    """Clipping of a deep stack: the norm of JAX's gradient, the hand ``[b_i, W_i]`` per layer.
+
+    Unlike :func:`_clip` (through time), the threshold is not validated and an infinite norm is
+    clipped; kept as it has always been.  (The layers' gradients have their own sizes, so they
+    are a list: stacking them failed for every stack of unequal widths.)
+    """
+    steps = [np.concatenate([np.ravel(dparams[f"b{i}"]), np.ravel(dparams[f"W{i}"])]).astype(np.float64)
+             for i in range(L)]
+    before = _norm(grad)
+    return ClipReport(
+        threshold=float(threshold),
+        norm_before=before,
+        norm_after=float(threshold) if before > threshold else before,
+        step_norms=np.asarray([_norm(s) for s in steps]),
+        clipped_steps=tuple(int(i) for i in range(L) if _norm(steps[i]) > threshold),
+    )
+
+
+def _depth_flow(stack: DepthStack, params: Any, x: Any, *, dy: Any, seed: int, clip: float | None,
                 rtol: float | None, name: str | None) -> FlowResult:
     """Per-layer norms of a deep stack (layer 0 at the input) from ``backward_with_deltas``."""
-    import jax
-    import jax.numpy as jnp
-
     from gradcheck.tolerance import tolerance
 
     x = np.asarray(x)
@@ -726,33 +978,36 @@ def _depth_flow(stack: Any, params: Any, x: Any, *, dy: Any, seed: int, clip: fl
     dy = np.asarray(dy, dtype=x.dtype)
     dparams, _dx, deltas = stack.backward_with_deltas(params, x, dy)
     L = len(deltas)
-    with jax.enable_x64(True):
-        p64 = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
-        auto = jax.grad(lambda p: jnp.sum(stack.forward(p, jnp.asarray(x, jnp.float64)) * dy))(p64)
-        auto = {k: np.asarray(v) for k, v in auto.items()}
+    auto = _autodiff_grads(stack, params, x, dy)
     auto_deltas = _autodiff_deltas(stack, params, x, y, dy, L)
-    rel = np.asarray([max(_rel(dparams[f"W{i}"], auto[f"W{i}"]), _rel(dparams[f"b{i}"], auto[f"b{i}"]),
-                          _rel(deltas[i], auto_deltas[i]) if auto_deltas else 0.0)
-                      for i in range(L)])
     bias = np.asarray([_norm(dparams[f"b{i}"]) for i in range(L)])
-    weight = np.asarray([_norm(dparams[f"W{i}"]) for i in range(L)])
     slope, se, n = log_slope(bias)
     regime, reasons = _classify(math.nan, slope, se, n, math.nan, math.nan)
-    steps = np.stack([np.concatenate([np.ravel(dparams[f"b{i}"]), np.ravel(dparams[f"W{i}"])])
-                      .astype(np.float64) for i in range(L)]) if clip is not None else _empty()
-    grad = _flat(auto)
-    nan = math.nan
     return FlowResult(
-        name or type(stack).__name__, "depth", np.asarray([_norm(d) for d in deltas]),
-        np.asarray([_norm(d) for d in auto_deltas]) if auto_deltas else _empty(), rel,
-        float(rtol) if rtol is not None else tolerance(dparams["W0"].dtype), _empty(), np.zeros((0, 0)),
-        slope, se, nan, nan, nan, nan, _norm(x) / math.sqrt(max(x.size, 1)), regime,
-        ("speed of learning ‖∂L/∂b_i‖ per layer back from the output", *reasons), _empty(), None,
-        None if clip is None else ClipReport(
-            float(clip), _norm(grad), float(clip) if _norm(grad) > clip else _norm(grad),
-            np.asarray([_norm(s) for s in steps]),
-            tuple(int(i) for i in range(L) if _norm(steps[i]) > clip)),
-        weight_norms=weight, bias_norms=bias, jacobian_source="", notes=(),
+        name=name or type(stack).__name__,  # the class name is only a label
+        axis="depth",
+        hand_norms=np.asarray([_norm(d) for d in deltas]),
+        autodiff_norms=np.asarray([_norm(d) for d in auto_deltas]) if auto_deltas else _empty(),
+        rel_err=_layer_rel_err(dparams, deltas, auto, auto_deltas),
+        rtol=float(rtol) if rtol is not None else tolerance(dparams["W0"].dtype),
+        local_sigma=_empty(),
+        spans=np.zeros((0, 0)),
+        slope=slope,
+        slope_stderr=se,
+        sigma_max=math.nan,
+        gamma=math.nan,
+        eta=math.nan,
+        saturation=math.nan,
+        input_scale=_input_scale(x),
+        regime=regime,
+        reasons=("speed of learning ‖∂L/∂b_i‖ per layer back from the output", *reasons),
+        truncation_errors=_empty(),
+        min_truncation=None,
+        clip=None if clip is None else _depth_clip(clip, dparams, _flat(auto), L),
+        weight_norms=np.asarray([_norm(dparams[f"W{i}"]) for i in range(L)]),
+        bias_norms=bias,
+        jacobian_source="",
+        notes=(),
     )
 
 
@@ -776,10 +1031,12 @@ def gradient_flow(
     See the module docstring for the equations, the classification rules and the conventions.
 
     Args:
-        model: a :class:`Cell`; a reference ``ElmanRNN``, ``LSTM`` or ``GRU`` (anything with
-            their ``bptt(params, x, dy) -> (dparams, dx, deltas)`` and ``cell_forward``); or a
-            deep stack with ``forward(params, x)`` and ``backward_with_deltas(params, x, dy)``
-            and params ``W0, b0, ..., W{L-1}, b{L-1}`` (``reference.mlp.MLP``).
+        model: a :class:`Cell`; a :class:`RecurrentLayer` (``bptt``, ``initial_state``,
+            ``state_step``, ``readout``; e.g. a reference ``ElmanRNN``, ``LSTM`` or ``GRU``); or a
+            :class:`DepthStack` (``forward(params, x)`` and ``backward_with_deltas(params, x,
+            dy)`` with params ``W0, b0, ..., W{L-1}, b{L-1}``; e.g. ``reference.mlp.MLP``).
+            Which one is decided by what the object can do, never by its class name; a model
+            that is both a stack and a recurrent layer is analysed as a stack.
         params: the parameter pytree.
         x: inputs, (T, B, D) for recurrent models, (B, D_0) for stacks.
         dy: ``∂L/∂y`` (T, B, K) / (B, D_L); default: N(0, 1) from ``seed`` on the last output
@@ -805,9 +1062,11 @@ def gradient_flow(
         ('depth', (3,), True)
     """
     if isinstance(model, Cell):
-        m = _Model(model, "Cell", None, None, None, None)
-    elif hasattr(model, "backward_with_deltas"):
+        m = _Model(cell=model, name="Cell")
+    elif not _missing(model, DepthStack):
         return _depth_flow(model, params, x, dy=dy, seed=seed, clip=clip, rtol=rtol, name=name)
+    elif not _missing(model, RecurrentLayer):
+        m = _layer_model(model, params)
     else:
-        m = _reference_model(model, params)
+        raise _unsupported(model)
     return _time_flow(m, params, x, dy=dy, loss=loss, seed=seed, clip=clip, rtol=rtol, name=name)

@@ -189,6 +189,17 @@ def arrays(
     dt = _float_dtype(dtype)
     if kinks not in _KINKS:
         raise InvalidArgument(f"kinks={kinks!r}: expected one of {_KINKS}.")
+    lo, hi = _entry_range(dt, bound, margin, kinks)
+    shapes = shape if isinstance(shape, SearchStrategy) else _shape(shape)
+    if kinks == "on" and isinstance(shapes, tuple) and math.prod(shapes) == 0:
+        raise InvalidArgument(f"shape={shape!r} has no entries, so kinks='on' cannot put one at 0.")
+    base = hnp.arrays(dt, shapes, elements=_entries(dt, lo, hi, kinks))
+    return base if kinks != "on" else _with_a_zero(base, repr(shape))
+
+
+def _entry_range(dt: np.dtype[Any], bound: Any, margin: Any, kinks: Kinks) -> tuple[float, float]:
+    """``(lo, hi)``: ``margin`` rounded up and ``bound`` rounded down to ``dt`` (``lo`` is NaN for a
+    non-real margin), after checking both for :func:`arrays`."""
     if not (_is_real(bound) and 0 < bound <= float(np.finfo(dt).max)):
         raise InvalidArgument(f"bound={bound!r}: expected a positive finite float representable in {dt}.")
     hi = _representable(float(bound), dt, up=False)
@@ -197,20 +208,18 @@ def arrays(
         raise InvalidArgument(
             f"margin={margin!r}: expected 0 < margin <= bound={bound!r} (in {dt}) for kinks={kinks!r}."
         )
-    shapes = shape if isinstance(shape, SearchStrategy) else _shape(shape)
-    if kinks == "on" and isinstance(shapes, tuple) and math.prod(shapes) == 0:
-        raise InvalidArgument(f"shape={shape!r} has no entries, so kinks='on' cannot put one at 0.")
+    return lo, hi
+
+
+def _entries(dt: np.dtype[Any], lo: float, hi: float, kinks: Kinks) -> SearchStrategy[float]:
+    """The entries of :func:`arrays`: anything in ``[-hi, hi]`` (``"allow"``), ``lo <= |v| <= hi``
+    (``"avoid"``), or that or exactly 0 (``"on"``); never subnormal."""
     width = _WIDTHS[dt.itemsize]
-    elements: SearchStrategy[float]
     if kinks == "allow":
-        elements = st.floats(-hi, hi, width=width, allow_subnormal=False)
-    else:
-        positive = st.floats(lo, hi, width=width, allow_subnormal=False)
-        elements = positive | positive.map(lambda v: -v)
-        if kinks == "on":
-            elements = st.just(0.0) | elements
-    base = hnp.arrays(dt, shapes, elements=elements)
-    return base if kinks != "on" else _with_a_zero(base, repr(shape))
+        return st.floats(-hi, hi, width=width, allow_subnormal=False)
+    positive = st.floats(lo, hi, width=width, allow_subnormal=False)
+    elements = positive | positive.map(lambda v: -v)
+    return st.just(0.0) | elements if kinks == "on" else elements
 
 
 @st.composite
@@ -363,7 +372,8 @@ def layer_cases(
         made = factory(np.random.default_rng(s), dtype=dt, **kw)
         if not (isinstance(made, tuple) and len(made) == 3):
             raise InvalidArgument(f"{name}(...) returned {type(made).__name__}: expected (layer, params, x).")
-        return LayerCase(*made, seed=s, dtype=dt, factory=name, kwargs=kw)
+        layer, params, x = made
+        return LayerCase(layer=layer, params=params, x=x, seed=s, dtype=dt, factory=name, kwargs=kw)
 
     return cases()
 
@@ -418,7 +428,8 @@ class RecurrentConfig:
             "activation": self.activation, "spectral_scale": self.spectral_scale,
         }
         layer, params, x = reference.rnn.make_case(np.random.default_rng(self.seed), dtype=dt, **kw)
-        return LayerCase(layer, params, x, self.seed, dt, "reference.rnn.make_case", kw)
+        return LayerCase(layer=layer, params=params, x=x, seed=self.seed, dtype=dt,
+                         factory="reference.rnn.make_case", kwargs=kw)
 
 
 def _positive_int(value: Any, what: str) -> None:

@@ -94,7 +94,7 @@ from gradcheck.dynamics import (
     pascanu_eta,
 )
 from gradcheck.errors import InvalidArgument
-from gradcheck.result import json_number as _num
+from gradcheck.result import json_number
 
 __all__ = [
     "STUDY_CONFIGS",
@@ -231,16 +231,16 @@ class StudyRow:
             "kind": self.config.kind,
             "activation": self.config.activation,
             "config": self.config.to_dict(),
-            "sigma_max": _num(self.sigma_max),
-            "gamma": _num(self.gamma),
-            "eta": _num(self.eta),
-            "log_eta": _num(self.log_eta),
-            "slope": _num(self.slope),
-            "slope_stderr": _num(self.slope_stderr),
+            "sigma_max": json_number(self.sigma_max),
+            "gamma": json_number(self.gamma),
+            "eta": json_number(self.eta),
+            "log_eta": json_number(self.log_eta),
+            "slope": json_number(self.slope),
+            "slope_stderr": json_number(self.slope_stderr),
             "regime": self.regime,
             "agree": self.agree,
             "min_truncation": self.min_truncation,
-            "bound_ratio": _num(self.bound_ratio),
+            "bound_ratio": json_number(self.bound_ratio),
             "flow": self.flow.to_dict(),
         }
 
@@ -424,5 +424,6 @@ def flow_study(
         model, params, x = _build(config, np.random.default_rng(seed), T=T, H=hidden, B=batch)
         flow = gradient_flow(model, params, x, seed=seed, name=config.label)
         sigma, gamma, eta = _pascanu(config, params)
-        rows.append(StudyRow(config, flow, sigma, gamma, eta, _bound_ratio(flow, eta)))
-    return Study(tuple(rows), seed, T, hidden, batch)
+        rows.append(StudyRow(config=config, flow=flow, sigma_max=sigma, gamma=gamma, eta=eta,
+                             bound_ratio=_bound_ratio(flow, eta)))
+    return Study(rows=tuple(rows), seed=seed, T=T, hidden=hidden, batch=batch)

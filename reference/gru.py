@@ -111,6 +111,20 @@ class GRU:
         n = xp.tanh(xp.matmul(x_t, p["Wn"]) + xp.matmul(r * h_prev, p["Un"]) + p["bn"])
         return (1.0 - z) * n + z * h_prev
 
+    def initial_state(self, params: dict[str, Array], batch: int) -> Array:
+        """``h_{-1}``: ``h0`` broadcast to (batch, H) (numpy or jax.numpy)."""
+        xp = namespace(params["h0"])
+        return xp.broadcast_to(params["h0"], (batch, params["h0"].shape[0]))
+
+    def state_step(self, params: dict[str, Array], state: Array, x_t: Array) -> Array:
+        """One step of the recurrent state, ``h_t`` from ``h_{t-1}``: :meth:`cell_forward`."""
+        return self.cell_forward(params, state, x_t)
+
+    def readout(self, params: dict[str, Array], state: Array) -> Array:
+        """The output of one step, ``y_t = h_t Wy + by``, (B, K) (numpy or jax.numpy)."""
+        xp = namespace(state, params["Wy"], params["by"])
+        return xp.matmul(state, params["Wy"]) + params["by"]
+
     def forward(self, params: dict[str, Array], x: Array) -> Array:
         """Unroll the cell: ``y_t = h_t Wy + by`` for t = 0..T-1.
 

@@ -119,6 +119,31 @@ class LSTM:
         c = f * c_prev + i * g
         return o * xp.tanh(c), c
 
+    def initial_state(self, params: dict[str, Array], batch: int) -> Array:
+        """The packed state ``[h0 | c0]`` broadcast to (batch, 2H) (numpy or jax.numpy)."""
+        xp = namespace(params["h0"], params["c0"])
+        H = params["h0"].shape[0]
+        return xp.broadcast_to(xp.concatenate([params["h0"], params["c0"]]), (batch, 2 * H))
+
+    def state_step(self, params: dict[str, Array], state: Array, x_t: Array) -> Array:
+        """One step of the packed state ``[h_{t-1} | c_{t-1}] -> [h_t | c_t]``, (B, 2H).
+
+        The hidden and the cell state travel together so the step is one map of one state;
+        :meth:`bptt`'s deltas cover its first :meth:`observed_width` columns, ``h``.
+        """
+        H = params["h0"].shape[0]
+        h, c = self.cell_forward(params, state[:, :H], state[:, H:], x_t)
+        return namespace(h, c).concatenate([h, c], axis=1)
+
+    def readout(self, params: dict[str, Array], state: Array) -> Array:
+        """The output of one step from the packed state, ``y_t = h_t Wy + by``, (B, K)."""
+        xp = namespace(state, params["Wy"], params["by"])
+        return xp.matmul(state[:, : params["h0"].shape[0]], params["Wy"]) + params["by"]
+
+    def observed_width(self, params: dict[str, Array]) -> int:
+        """``H``: the leading columns ``h`` of the packed state ``[h | c]`` that the deltas cover."""
+        return int(np.shape(params["h0"])[0])
+
     def forward(self, params: dict[str, Array], x: Array) -> Array:
         """Unroll the cell: ``y_t = h_t Wy + by`` for t = 0..T-1.
 

@@ -44,9 +44,10 @@ recurrent term at each step.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -128,6 +129,9 @@ class ElmanRNN:
 
     activation: Activation = "tanh"
     truncation: int | None = None
+    #: The key of the recurrent matrix ``U`` in ``params``: with :attr:`activation` it gives
+    #: Pascanu's bound ``η = σ_max(U)·γ`` to a gradient-flow analysis.
+    recurrent_key: ClassVar[str] = "U"
 
     def __post_init__(self) -> None:
         if self.activation not in _ACTIVATIONS:
@@ -158,6 +162,20 @@ class ElmanRNN:
         xp = namespace(x_t, s_prev, params["V"], params["U"], params["b"])
         a = xp.matmul(x_t, params["V"]) + xp.matmul(s_prev, params["U"]) + params["b"]
         return _activate(xp, self.activation, a)
+
+    def initial_state(self, params: dict[str, Array], batch: int) -> Array:
+        """``s_{-1}``: ``h0`` broadcast to (batch, H) (numpy or jax.numpy)."""
+        xp = namespace(params["h0"])
+        return xp.broadcast_to(params["h0"], (batch, params["h0"].shape[0]))
+
+    def state_step(self, params: dict[str, Array], state: Array, x_t: Array) -> Array:
+        """One step of the recurrent state, ``s_t`` from ``s_{t-1}``: :meth:`cell_forward`."""
+        return self.cell_forward(params, state, x_t)
+
+    def readout(self, params: dict[str, Array], state: Array) -> Array:
+        """The output of one step, ``y_t = s_t W + c``, (B, K) (numpy or jax.numpy)."""
+        xp = namespace(state, params["W"], params["c"])
+        return xp.matmul(state, params["W"]) + params["c"]
 
     def forward(self, params: dict[str, Array], x: Array) -> Array:
         """Unroll the cell over time: ``y_t = s_t W + c`` for t = 0..T-1.
@@ -287,6 +305,15 @@ class ElmanRNN:
         return dparams, dx
 
     # ---------------------------------------------------------------------------- analysis
+    def with_truncation(self, truncation: int | None) -> ElmanRNN:
+        """The same layer with BPTT truncated to ``truncation`` steps (``None``: full BPTT).
+
+        Examples:
+            >>> ElmanRNN("relu").with_truncation(3)
+            ElmanRNN(activation='relu', truncation=3)
+        """
+        return dataclasses.replace(self, truncation=truncation)
+
     def recurrent_jacobian(self, params: dict[str, Array], s_prev: Array, x_t: Array) -> NDArray:
         """The one-step Jacobian ``J[b] = ∂s_t/∂s_{t-1}`` for each batch element (numpy).
 
