@@ -154,16 +154,8 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
         stream.write("gradcheck audit: no cases declared\n")
         return 2
     start = time.perf_counter()
-    rows = []
-    for i, case in enumerate(cases):
-        _progress(i, len(cases), str(case["name"]), stream)
-        rows.append(runner(case))
-    _progress(len(cases), len(cases), "done", stream)
-    if stream.isatty():
-        stream.write("\n")
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    rows = _run_cases(cases, runner, stream)
+    counts = _verdict_counts(rows)
     studied = _run_study(study, stream)
     elapsed = time.perf_counter() - start
     from gradcheck import report as rep
@@ -175,6 +167,37 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
     target = rep.write_json(document, out_dir / "gradcheck.json")
     page = rep.write_html(rep.as_session(document), out_dir / "gradcheck.html")
     stream.write(_table(rows) + "\n")
+    _print_failures(rows, stream)
+    if studied is not None:
+        _print_study(studied, stream)
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {target} and {page}\n")
+    passed = all(row["verdict"] == "pass" for row in rows)
+    return 0 if passed and (studied is None or studied.agree) else 1
+
+
+def _run_cases(cases: Sequence[Mapping[str, Any]], runner: Callable[[Mapping[str, Any]], dict[str, Any]],
+               stream: TextIO) -> list[dict[str, Any]]:
+    """Run every case in order, with a progress bar on a terminal."""
+    rows = []
+    for i, case in enumerate(cases):
+        _progress(i, len(cases), str(case["name"]), stream)
+        rows.append(runner(case))
+    _progress(len(cases), len(cases), "done", stream)
+    if stream.isatty():
+        stream.write("\n")
+    return rows
+
+
+def _verdict_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    return counts
+
+
+def _print_failures(rows: Sequence[Mapping[str, Any]], stream: TextIO) -> None:
+    """Each row that did not pass: its error, or its verdict and the diagnosis of each bad leaf."""
     for row in rows:
         if row["verdict"] == "error":
             stream.write(f"\n{row['name']}: {row['error']}\n")
@@ -184,16 +207,15 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
                 if leaf["verdict"] != "pass" and leaf.get("diagnosis"):
                     stream.write(f"  {leaf['name']}: {leaf['diagnosis']['summary']}; "
                                  f"blame: {leaf['blame']}\n")
-    if studied is not None:
-        stream.write("\n" + studied.table() + "\n")
-        for srow in studied.rows:
-            if not srow.agree:
-                stream.write(f"{srow.label}: hand BPTT and JAX per-step gradients disagree "
-                             f"beyond rtol={srow.flow.rtol:.1e}\n")
-    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {target} and {page}\n")
-    passed = all(row["verdict"] == "pass" for row in rows)
-    return 0 if passed and (studied is None or studied.agree) else 1
+
+
+def _print_study(studied: Study, stream: TextIO) -> None:
+    """The study's table, then each model whose hand BPTT disagrees with JAX."""
+    stream.write("\n" + studied.table() + "\n")
+    for srow in studied.rows:
+        if not srow.agree:
+            stream.write(f"{srow.label}: hand BPTT and JAX per-step gradients disagree "
+                         f"beyond rtol={srow.flow.rtol:.1e}\n")
 
 
 def _run_study(study: Callable[[], Study] | None, stream: TextIO) -> Study | None:

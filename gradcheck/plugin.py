@@ -38,63 +38,64 @@ reproduce it).  Rows travel on the test reports, so pytest-xdist runs lose none;
 worker crashed is a ``"no result"`` row.  Each test gets junitxml properties
 ``gradcheck[NAME].verdict`` and ``gradcheck[NAME].max_rel_err``.
 
+This module is the shell: each step of a result's way lives in a module of
+:mod:`gradcheck.session`, and the hooks call them in this order:
+
+1. ``pytest_configure`` resolves the settings (:mod:`~gradcheck.session.settings`) into the
+   run's :class:`~gradcheck.session.merge.GradcheckSession`, kept under
+   ``config.stash[SESSION_KEY]``;
+2. ``pytest_runtest_setup`` opens the test's :class:`~gradcheck.session.records.TestRecord`
+   with its marker options (:mod:`~gradcheck.session.markers`);
+3. the fixture (:class:`~gradcheck.session.recorder.Recorder`) appends each check's outcome;
+4. ``pytest_runtest_makereport`` turns the record into rows (:mod:`~gradcheck.session.records`,
+   the falsifying example of a hypothesis test from :mod:`~gradcheck.session.falsifying`)
+   carried as JSON on the teardown report; ``pytest_runtest_logreport`` merges what reports
+   carry (:mod:`~gradcheck.session.merge`), serial or on the xdist controller alike;
+5. the session's end writes the reports and the terminal summary
+   (:mod:`~gradcheck.session.summary`).
+
 This module imports neither JAX nor a plotting library nor a template engine; the report
 package is imported only when a report is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
-from gradcheck._session import (
-    MODES,
-    SESSION_KEY,
-    GradcheckSession,
-    MarkerError,
-    Recorder,
-    build_rows,
-    exception_notes,
-    falsifying_text,
-    marker_options,
-    properties,
-    resolve_settings,
-    summary_lines,
-)
+from gradcheck.options import MODES
+from gradcheck.session.falsifying import exception_notes, falsifying_text
+from gradcheck.session.markers import MarkerError, marker_options
+from gradcheck.session.merge import REPORT_ATTR, SESSION_KEY, GradcheckSession
+from gradcheck.session.recorder import Recorder
+from gradcheck.session.records import build_rows
+from gradcheck.session.settings import resolve_settings
+from gradcheck.session.summary import properties, summary_lines
 
-__all__ = ["add_ini", "add_options", "gradcheck"]
+__all__ = ["gradcheck"]
 
 _MERGER = "gradcheck-merger"
 
 
-def add_options(addoption: Callable[..., Any], prefix: str = "--gradcheck-") -> None:
-    """The option group, shared with other front ends: ``addoption`` is pytest's
-    ``group.addoption`` or argparse's ``add_argument``."""
-    addoption(f"{prefix}json", dest="gradcheck_json", metavar="PATH", nargs="?", const="", default=None,
-              help="write the session's gradcheck results as JSON to PATH "
-                   "(default reports/gradcheck.json; a folder gets gradcheck.json)")
-    addoption(f"{prefix}html", dest="gradcheck_html", metavar="PATH", nargs="?", const="", default=None,
-              help="write the self-contained HTML agreement report to PATH "
-                   "(default reports/gradcheck.html; a folder gets gradcheck.html)")
-    addoption(f"{prefix}mode", dest="gradcheck_mode", metavar="MODE", default=None,
-              help=f"default check mode, one of {', '.join(MODES)} (a marker or call overrides it)")
-    addoption(f"{prefix}seed", dest="gradcheck_seed", metavar="N", default=None,
-              help="default seed of every check (a marker or call overrides it)")
-
-
-def add_ini(parser: pytest.Parser) -> None:
-    """The ini keys matching :func:`add_options` (the command line wins over them)."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The ``--gradcheck-*`` options and their ``gradcheck_*`` ini keys (the command line wins)."""
+    group = parser.getgroup("gradcheck", "gradient checks (gradcheck)")
+    group.addoption("--gradcheck-json", dest="gradcheck_json", metavar="PATH", nargs="?", const="",
+                    default=None, help="write the session's gradcheck results as JSON to PATH "
+                    "(default reports/gradcheck.json; a folder gets gradcheck.json)")
+    group.addoption("--gradcheck-html", dest="gradcheck_html", metavar="PATH", nargs="?", const="",
+                    default=None, help="write the self-contained HTML agreement report to PATH "
+                    "(default reports/gradcheck.html; a folder gets gradcheck.html)")
+    group.addoption("--gradcheck-mode", dest="gradcheck_mode", metavar="MODE", default=None,
+                    help=f"default check mode, one of {', '.join(MODES)} (a marker or call overrides it)")
+    group.addoption("--gradcheck-seed", dest="gradcheck_seed", metavar="N", default=None,
+                    help="default seed of every check (a marker or call overrides it)")
     parser.addini("gradcheck_json", "gradcheck: write the session JSON to this path", default="")
     parser.addini("gradcheck_html", "gradcheck: write the HTML report to this path", default="")
     parser.addini("gradcheck_mode", f"gradcheck: default mode ({', '.join(MODES)})", default="")
     parser.addini("gradcheck_seed", "gradcheck: default seed of every check", default="")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser.getgroup("gradcheck", "gradient checks (gradcheck)").addoption)
-    add_ini(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -160,9 +161,9 @@ def pytest_runtest_makereport(
         if record.hypothesis and call.excinfo is not None:
             record.falsifying = falsifying_text(item.nodeid, exception_notes(call.excinfo.value))
     if call.when == "setup":
-        setattr(report, "gradcheck", session.payload(expected=True))  # noqa: B010 - a report field
+        setattr(report, REPORT_ATTR, session.payload(expected=True))
     elif call.when == "teardown":
-        setattr(report, "gradcheck", session.payload(rows=rows))  # noqa: B010
+        setattr(report, REPORT_ATTR, session.payload(rows=rows))
         session.close()
     return report
 

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gradcheck._session import (
-    Entry,
-    MarkerError,
-    TestRecord,
-    build_rows,
-    falsifying_text,
-    marker_options,
-    properties,
-    row_worst,
-    summary_lines,
-)
+from gradcheck.session.falsifying import falsifying_text
+from gradcheck.session.markers import MarkerError, marker_options
+from gradcheck.session.records import Entry, TestRecord, build_rows, row_worst
+from gradcheck.session.summary import properties, summary_lines
 
 
 def _row(name: str, verdict: str, err: float | str) -> dict[str, object]:

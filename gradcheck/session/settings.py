@@ -1,0 +1,126 @@
+"""The pytest plugin's run-wide settings: ``--gradcheck-*`` options over ``gradcheck_*`` ini keys.
+
+:func:`resolve_settings` reads them once, at ``pytest_configure``, and turns every bad or
+contradictory value into a ``pytest.UsageError`` so the run stops before any test does.
+Nothing here imports JAX, hypothesis or a template engine.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradcheck.options import MODES
+
+__all__ = ["DEFAULT_DIR", "Settings", "resolve_settings"]
+
+#: The settings, each both an option ``--gradcheck-KEY`` and an ini key ``gradcheck_KEY``.
+_KEYS = ("json", "html", "mode", "seed")
+#: Where reports go when ``--gradcheck-json`` / ``--gradcheck-html`` are given without a path.
+DEFAULT_DIR = "reports"
+#: The suffixes that give away a swapped report path (a JSON report named ``.html``, say).
+_WRONG_SUFFIXES = {"json": (".html", ".htm"), "html": (".json",)}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The run-wide options after command line > ini > default; ``None`` where unset."""
+
+    json: Path | None = None
+    html: Path | None = None
+    mode: str | None = None
+    seed: int | None = None
+
+    def defaults(self) -> dict[str, Any]:
+        """The check options these settings impose (below marker and call options)."""
+        out: dict[str, Any] = {}
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.seed is not None:
+            out["seed"] = self.seed
+        return out
+
+
+#: A raw setting: its text, where it came from (for messages), the folder relative paths start at.
+_Found = tuple[str, str, Path]
+
+
+def _found(config: pytest.Config) -> dict[str, _Found]:
+    """The settings given on the command line or, failing that, in the ini file."""
+    ini_base = config.inipath.parent if config.inipath else config.rootpath
+    cwd = config.invocation_params.dir
+    ini_name = f"ini option in {config.inipath.name}" if config.inipath else "ini option"
+    found: dict[str, _Found] = {}
+    for key in _KEYS:
+        cli = config.getoption(f"gradcheck_{key}", None)
+        ini = str(config.getini(f"gradcheck_{key}") or "").strip()
+        if cli is not None:
+            found[key] = (str(cli), f"--gradcheck-{key}", cwd)
+        elif ini:
+            found[key] = (ini, f"gradcheck_{key} ({ini_name})", ini_base)
+    return found
+
+
+def _resolve_path(value: str, base: Path, default_name: str, root: Path) -> Path:
+    """``""`` is the default folder; a folder (existing, or ending in a separator) gets the
+    default file name; a relative path is taken from ``base``."""
+    if value == "":
+        return root / DEFAULT_DIR / default_name
+    path = Path(os.path.expanduser(value))
+    path = path if path.is_absolute() else base / path
+    if value.endswith(("/", os.sep)) or path.is_dir():
+        path = path / default_name
+    return path
+
+
+def _report_paths(found: dict[str, _Found], root: Path) -> dict[str, Path]:
+    """The JSON and HTML report paths, refusing swapped suffixes and one file for both."""
+    paths: dict[str, Path] = {}
+    for key, suffixes in _WRONG_SUFFIXES.items():
+        if key in found:
+            value, source, base = found[key]
+            paths[key] = _resolve_path(value, base, f"gradcheck.{key}", root)
+            if paths[key].suffix.lower() in suffixes:
+                raise pytest.UsageError(
+                    f"{source}={value!r} names a {paths[key].suffix} file for the {key.upper()} "
+                    "report: were --gradcheck-json and --gradcheck-html swapped?"
+                )
+    if "json" in paths and paths.get("html") == paths["json"]:
+        raise pytest.UsageError(
+            f"--gradcheck-json and --gradcheck-html both write to {paths['json']}: "
+            "give the JSON and the HTML report different paths."
+        )
+    return paths
+
+
+def _mode(value: str, source: str) -> str:
+    if value not in MODES:
+        close = difflib.get_close_matches(value, MODES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise pytest.UsageError(f"{source}={value!r} is not a gradcheck mode{hint}: "
+                                f"choose one of {', '.join(MODES)}.")
+    return value
+
+
+def _seed(value: str, source: str) -> int:
+    try:
+        seed = int(value)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise pytest.UsageError(f"{source}={value!r}: expected a non-negative integer seed.")
+    return seed
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Read and validate the options (command line wins over ini); bad values are usage errors."""
+    found = _found(config)
+    paths = _report_paths(found, config.rootpath)
+    mode = _mode(*found["mode"][:2]) if "mode" in found else None
+    seed = _seed(*found["seed"][:2]) if "seed" in found else None
+    return Settings(json=paths.get("json"), html=paths.get("html"), mode=mode, seed=seed)
