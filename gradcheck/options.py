@@ -89,10 +89,19 @@ class CheckOptions:
 KNOWN: tuple[str, ...] = tuple(sorted(f.name for f in fields(CheckOptions)))
 
 
+def _is_dtype(key: Any) -> bool:
+    try:
+        return np.dtype(key).kind in "fc"
+    except TypeError:
+        return False
+
+
 def _is_tolerance(v: Any) -> bool:
+    """A finite non-negative number, or a non-empty ``{float dtype: number}`` mapping."""
     if isinstance(v, Mapping):
-        return bool(v) and all(_is_tolerance(x) for x in v.values())
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        return bool(v) and all(_is_dtype(k) and _is_tolerance(x) for k, x in v.items())
+    return bool(isinstance(v, int | float | np.integer | np.floating)
+                and not isinstance(v, bool | np.bool_) and math.isfinite(v) and v >= 0)
 
 
 def _is_int(v: Any) -> bool:
@@ -118,7 +127,9 @@ def _tolerance(key: str) -> Callable[[Any], Any]:
             return None
         if not _is_tolerance(value):
             raise InvalidArgument(f"{key}={value!r}: expected a non-negative float or {{dtype: float}}")
-        return dict(value) if isinstance(value, Mapping) else value
+        if isinstance(value, Mapping):
+            return dict(value)
+        return value.item() if isinstance(value, np.generic) else value
     return check
 
 
