@@ -182,11 +182,29 @@ def full(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
 # ----------------------------------------------------------------------------- screening
 
 
-def _probe_records(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance
-                   ) -> tuple[list[Probe], list[bool], list[bool]]:
+@dataclass(frozen=True)
+class _ProbeWords:
+    """What the screening probes say: their records, hand ≈ numeric and numeric ≈ autodiff per
+    probe, and how many probes outvote hand and autodiff agreeing (see :func:`_far`)."""
+
+    records: list[Probe]
+    hn: list[bool]
+    na: list[bool]
+    outvoting: int
+
+
+def _far(run: Run, pa: float, value: float, bound: float) -> bool:
+    """Full mode's numeric outvote for a probe: a smooth-point directional derivative a hundred
+    error bars from ⟨autodiff, u⟩ means hand and autodiff share an error (a twin with
+    ``stop_gradient``), not that the finite difference is off.  Never in the exploding regime,
+    where finite differences are leaned on less."""
+    return not run.refs.exploding and abs(pa - value) > OUTVOTE_MARGIN * bound
+
+
+def _probe_records(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance) -> _ProbeWords:
     hand = leaf.hand.reshape(leaf.x.shape)
     ad = leaf.ad.reshape(leaf.x.shape) if leaf.ad is not None else None
-    probes, hn_all, na_all = [], [], []
+    probes, hn_all, na_all, outvoting = [], [], [], 0
     for m in ev.probes:
         ph = float(np.sum(hand * m.u))
         pa = float(np.sum(ad * m.u)) if ad is not None else None
@@ -197,36 +215,41 @@ def _probe_records(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance
         if ok_na is not None:
             na_all.append(ok_na)
         said = "ok" if ok_hn and ok_na is not False else ("hand" if ok_na in (True, None) else "numeric")
+        if said == "numeric" and pa is not None and _far(run, pa, m.d.value, bound):
+            said, outvoting = "hand", outvoting + 1
         probes.append(Probe(m.seed, ph, m.d.value, m.d.error, pa, said))
     for m in ev.crossing:
         probes.append(Probe(m.seed, float(np.sum(hand * m.u)), m.d.value, m.d.error,
                             float(np.sum(ad * m.u)) if ad is not None else None, "kink"))
-    return probes, hn_all, na_all
+    return _ProbeWords(probes, hn_all, na_all, outvoting)
 
 
 def screen_status(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance
-                  ) -> tuple[np.ndarray, tuple[Probe, ...]]:
+                  ) -> tuple[np.ndarray, tuple[Probe, ...], int]:
     """Entry statuses from the screening probes (and autodiff at every entry, when there is
-    one), before the settled disagreements are read; and the probe records."""
-    probes, hn_all, na_all = _probe_records(run, leaf, ev, tol)
+    one), before the settled disagreements are read; the probe records; and how many probes
+    outvote hand and autodiff agreeing."""
+    words = _probe_records(run, leaf, ev, tol)
     n = leaf.size
-    hn = bool(all(hn_all)) if hn_all else None
-    na = bool(all(na_all)) if na_all else None
+    hn = bool(all(words.hn)) if words.hn else None
+    na = bool(all(words.na)) if words.na else None
     ha = close(leaf.hand, leaf.ad, rtol=tol.rtol, atol=tol.atol) if leaf.ad is not None else None
     if hn is None and ha is None:
-        return np.full(n, "unverified", dtype=object), tuple(probes)
+        return np.full(n, "unverified", dtype=object), tuple(words.records), 0
     status = triangulate(None if hn is None else np.full(n, hn), ha,
                          None if na is None or ha is None else np.full(n, na))
     if ha is not None and hn is False and na:
         status = np.where(ha, "ok", "hand").astype(object)  # localised by autodiff
-    return status, tuple(probes)
+    if words.outvoting:
+        status[status == "numeric"] = "hand"
+    return status, tuple(words.records), words.outvoting
 
 
 def screen(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
     """The judgement of screening: the probes, then a finite difference's word at every entry
     where hand and autodiff differ."""
     tol = leaf.tolerance(run, leaf.ad_scale())
-    status, probes = screen_status(run, leaf, ev, tol)
+    status, probes, outvoting = screen_status(run, leaf, ev, tol)
     p = ev.parts
     if p is not None and leaf.ad is not None:
         idx = p.measured
@@ -236,7 +259,11 @@ def screen(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
         status[idx] = triangulate(hn, np.zeros(idx.size, bool), na)
         status[p.kink] = "kink"
     found, blame = verdict(status, twin=run.problem.twin)
-    return Judgement(status, tol, found, blame, scale=leaf.ad_scale(), probes=probes)
+    notes = ((f"{outvoting} of {len(probes)} probes measure a directional derivative far outside "
+              "its error bar from both the hand gradient and autodiff, which agree: the JAX path "
+              "drops the same term as the hand backward (stop_gradient, truncated BPTT)"),
+             ) if outvoting else ()
+    return Judgement(status, tol, found, blame, scale=leaf.ad_scale(), probes=probes, notes=notes)
 
 
 # ----------------------------------------------------------------------------- localisation

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import numeric
-from gradcheck.problem import Problem
+from gradcheck.problem import HandAt, Problem
 from gradcheck.result import LeafResult
 
 __all__ = ["Recheck", "climb", "wider"]
@@ -59,27 +59,39 @@ def _passed(low: LeafResult, lost: float, target: np.dtype[Any]) -> LeafResult:
     return replace(low, verdict="pass", blame=None, diagnosis=None, notes=(*low.notes, note))
 
 
+def _wide_hands(hand_at: HandAt, values: Sequence[np.ndarray], target: np.dtype[Any]
+                ) -> list[np.ndarray | None] | None:
+    """The hand gradient recomputed with every input in ``target`` (``None``: the backward
+    refuses that dtype)."""
+    try:
+        return hand_at([v.astype(target) for v in values], target)
+    except Exception:  # the backward may only accept its own dtype: keep the verdict
+        return None
+
+
 def climb(problem: Problem, precision: np.dtype[Any], results: Sequence[LeafResult],
           recheck: Recheck) -> list[LeafResult]:
-    """``results`` with every hand-blamed failure that the wider backward clears passed."""
-    suspects = [i for i, r in enumerate(results) if r.verdict == "fail" and r.blame == "hand"
-                and wider(np.dtype(r.tolerance_dtype), precision) is not None]
-    if not suspects or problem.hand_at is None:
-        return list(results)
-    target = wider(np.dtype(results[suspects[0]].tolerance_dtype), precision)
-    try:
-        hand_wide = problem.hand_at([v.astype(target) for v in problem.values], target)
-    except Exception:  # the backward may only accept its own dtype: keep the verdict
+    """``results`` with every hand-blamed failure that the wider backward clears passed; each
+    leaf climbs one step from its own judged dtype, whatever the order of the leaves."""
+    targets = {i: wider(np.dtype(r.tolerance_dtype), precision) for i, r in enumerate(results)
+               if r.verdict == "fail" and r.blame == "hand"}
+    suspects = {i: t for i, t in targets.items() if t is not None}
+    hand_at = problem.hand_at
+    if not suspects or hand_at is None:
         return list(results)
     by_name = {n: k for k, n in enumerate(problem.names)}
     out = list(results)
-    for i in suspects:
-        k = by_name[results[i].name]
-        h = hand_wide[k]
-        if h is None or h.dtype != target:
+    for target in sorted(set(suspects.values()), key=lambda d: np.finfo(d).eps, reverse=True):
+        hand_wide = _wide_hands(hand_at, problem.values, target)
+        if hand_wide is None:
             continue
-        # The same mode as the first judgement (a screened leaf is screened again, not re-measured
-        # entry by entry).
-        if recheck(k, h).verdict == "pass":
-            out[i] = _passed(results[i], _max_rel(problem.hand[k], h), np.dtype(target))
+        for i in (i for i, t in suspects.items() if t == target):
+            k = by_name[results[i].name]
+            h = hand_wide[k]
+            if h is None or h.dtype != target:
+                continue
+            # The same mode as the first judgement (a screened leaf is screened again, not
+            # re-measured entry by entry).
+            if recheck(k, h).verdict == "pass":
+                out[i] = _passed(results[i], _max_rel(problem.hand[k], h), np.dtype(target))
     return out

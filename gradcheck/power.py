@@ -111,7 +111,7 @@ def _screened(run: Run, leaf: Leaf, ev: Evidence, found: Judgement) -> Power | N
         return None
     planted = flat.copy()
     planted[j] += delta
-    status, _ = judge.screen_status(run, replace(leaf, hand=planted), ev, tol)
+    status, _, _ = judge.screen_status(run, replace(leaf, hand=planted), ev, tol)
     return _power(delta, scale, j, leaf, bool(status[j] == "hand"))
 
 

@@ -653,3 +653,20 @@ def test_a_systematic_bug_in_a_large_tensor_is_confirmed_on_a_sample(mode: str) 
     assert (res.verdict, leaf.blame, leaf.diagnosis.kind) == ("fail", "hand", "sign_flip"), res.message()
     assert leaf.n_mismatched == params["W"].size
     assert res.forward_calls < params["W"].size // 4
+
+
+@pytest.mark.parametrize("mode", ["auto", "directional"])
+def test_screening_fails_a_hand_gradient_whose_twin_shares_its_bug(mode: str) -> None:
+    """A 70×70 problem is screened in auto mode.  The hand gradient W (not 2W) of Σ W² agrees with
+    a twin that stops the gradient of one factor; every probe's finite difference sits far outside
+    its error bar from both, which is full mode's numeric outvote: the hand is wrong."""
+    import jax
+    import jax.numpy as jnp
+
+    W = np.random.default_rng(3).normal(size=(70, 70))
+    res = gc.check_grad(lambda p: np.sum(p["W"] ** 2), lambda p: {"W": p["W"].copy()}, {"W": W},
+                        jax_fun=lambda p: jnp.sum(p["W"] * jax.lax.stop_gradient(p["W"])), mode=mode)
+    leaf = res.leaf("W")
+    assert leaf.mode == "directional"
+    assert (res.verdict, leaf.blame) == ("fail", "hand")
+    assert any("drops the same term" in n for n in leaf.notes)

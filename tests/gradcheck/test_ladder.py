@@ -249,10 +249,7 @@ def _mixed_grad(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 @pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="needs a long double wider than float64 (x86)")
 @pytest.mark.parametrize("order", [
-    pytest.param(("a", "b"), marks=pytest.mark.xfail(
-        reason="ladder.climb takes one target, wider() of the first suspect's dtype, for every "
-               "suspect: after a float32 leaf the float64 leaf is recomputed in float64 again and "
-               "never climbs to long double")),
+    ("a", "b"),
     ("b", "a"),
 ])
 def test_climb_clears_each_leaf_at_its_own_next_precision(order: tuple[str, str]) -> None:
