@@ -104,10 +104,13 @@ def gradient(
                 reasons.append("JAX's gradient holds NaN/Inf")
                 continue
             if not abs(value - expected) <= tol:
-                mismatch = f"{description} gives the loss {value!r}, the forward {expected!r}"
+                apart = (f"{abs(value - expected):.3g} apart, beyond the forward's noise floor "
+                         f"allowance {tol:.3g}")
+                mismatch = (f"{description} gives the loss {value!r}, the forward {expected!r} "
+                            f"({apart})")
                 if not twin:
                     reasons.append(f"on JAX arrays the forward gives the loss {value!r}, not "
-                                   f"{expected!r}: not the same function")
+                                   f"{expected!r} ({apart}): not the same function")
                     continue
                 return AutodiffResult(out, description, mismatch)
             return AutodiffResult(out, description, "", None if twin else loss)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradcheck.measure import Evidence, Leaf, Run, numeric_rtol, probe_tol
+from gradcheck.measure import Evidence, Leaf, Partials, Run, numeric_rtol, probe_tol
 from gradcheck.result import Blame, Probe, Verdict
 from gradcheck.tolerance import Tolerance, close
 
@@ -81,6 +81,13 @@ class Judgement:
     unreliable: np.ndarray | None = None
     probes: tuple[Probe, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: Entries whose gradient every reference finds identically zero at this point (an unused
+    #: parameter, recurrent weights at T = 1 with h0 = 0, a dead unit): a bug there cannot be seen.
+    unexercised: np.ndarray | None = None
+
+
+#: The statuses of entries whose hand value some reference confirmed.
+_VERIFIED = frozenset({"ok", "numeric", "autodiff"})
 
 
 def verdict(status: np.ndarray, *, twin: bool) -> tuple[Verdict, Blame | None]:
@@ -97,9 +104,50 @@ def verdict(status: np.ndarray, *, twin: bool) -> tuple[Verdict, Blame | None]:
         return "inconclusive", "all"
     if "unverified" in present:
         return "inconclusive", None
+    if present and not present & _VERIFIED:
+        return "inconclusive", None  # abstention is never a pass: no entry could be verified
     if "numeric" in present:
         return "pass", "numeric"
     return "pass", None
+
+
+def at_kinks(leaf: Leaf, p: Partials, idx: np.ndarray, tol: Tolerance) -> np.ndarray:
+    """Statuses of the kink entries ``idx``: ``"kink"`` where the hand value lies in the interval
+    of the one-sided derivatives (the subdifferential of a convex kink such as ReLU or |x| at 0;
+    any value between them is a valid choice there), ``"hand"`` outside it — an entry no
+    reference can pin down is still judged by what can be said of it."""
+    left, right = p.left[idx], p.right[idx]
+    lo, hi = np.minimum(left, right), np.maximum(left, right)
+    err = np.where(np.isfinite(p.err[idx]), p.err[idx], 0.0)
+    slack = tol.rtol * np.maximum(np.abs(lo), np.abs(hi)) + tol.atol + err
+    h = leaf.hand[idx]
+    inside = (h >= lo - slack) & (h <= hi + slack)
+    return np.where(inside, "kink", "hand").astype(object)
+
+
+def _mark_kinks(status: np.ndarray, leaf: Leaf, p: Partials | None, tol: Tolerance) -> np.ndarray:
+    if p is not None and p.kink.any():
+        idx = np.flatnonzero(p.kink)
+        status[idx] = at_kinks(leaf, p, idx, tol)
+    return status
+
+
+def _kink_notes(status: np.ndarray, p: Partials | None) -> tuple[str, ...]:
+    """What the kinks of a leaf mean for its verdict: hand values outside the subdifferential,
+    or no entry left that a reference could verify."""
+    if p is None or not p.kink.any():
+        return ()
+    status = np.asarray(status).ravel()
+    outside = int(np.count_nonzero(p.kink & (status == "hand")))
+    if outside:
+        return (f"{outside} entr{'y' if outside == 1 else 'ies'} at points where the forward is "
+                "not differentiable have a hand value outside the interval of the one-sided "
+                "derivatives (the subdifferential): no choice of derivative there gives that value",)
+    if not set(status.tolist()) & _VERIFIED:
+        return (f"no entry could be verified: all {status.size} are at points where the forward is "
+                "not differentiable (ReLU or |x| at 0, a max tie); move the point off the kinks "
+                "(another seed or input) to check this tensor",)
+    return ()
 
 
 # ----------------------------------------------------------------------------- every entry
@@ -122,18 +170,45 @@ def _numeric_outvoted(status: np.ndarray, num: np.ndarray, err: np.ndarray, ad: 
     return out
 
 
-def _unreliable(ev: Evidence, n: int, tol: Tolerance, scale: float, global_scale: float) -> np.ndarray:
+def _unreliable(ev: Evidence, n: int, tol: Tolerance, scale: float, global_scale: float,
+                zero: np.ndarray) -> np.ndarray:
     """Finite differences cannot vouch for an entry whose error bar is a tenth of the gradient's
     own size.  When every source says the whole gradient is exactly zero there is no size to be
-    unreliable against: the bar itself is the resolution, and is reported."""
+    unreliable against: the bar itself is the resolution, and is reported.  Nor at an entry the
+    loss does not move with (``zero``, see :func:`unexercised`)."""
     if ev.parts is None or max(scale, global_scale) == 0.0:
         return np.zeros(n, bool)
     p = ev.parts
-    return np.asarray((p.err > 0.1 * np.maximum(np.abs(p.num), scale)) & (p.err > tol.atol) & ~p.kink)
+    return np.asarray((p.err > 0.1 * np.maximum(np.abs(p.num), scale)) & (p.err > tol.atol) & ~p.kink
+                      & ~zero)
+
+
+def unexercised(leaf: Leaf, p: Partials | None) -> np.ndarray:
+    """The entries at which every reference that measured says exactly 0: the loss does not
+    move at all when they move (finite differences of exactly 0, autodiff exactly 0)."""
+    zero = np.zeros(leaf.size, bool)
+    if p is not None:
+        measured = ~np.isnan(p.num)
+        zero = measured & (p.num == 0.0) & ~p.kink
+        if leaf.ad is not None:
+            zero = (zero | ~measured) & (leaf.ad == 0.0)
+    elif leaf.ad is not None:
+        zero = leaf.ad == 0.0
+    return np.asarray(zero)
+
+
+def _judge_unexercised(leaf: Leaf, zero: np.ndarray, tol: Tolerance, status: np.ndarray) -> np.ndarray:
+    """An identically-zero gradient is judged against the leaf's atol, which follows the
+    problem's gradient scale where the leaf's own is 0 (no finite-difference error bar: every
+    reference is exactly 0): a hand value of rounding size passes, anything larger is the hand's
+    bug."""
+    if zero.any():
+        status[zero] = np.where(np.abs(leaf.hand[zero]) <= tol.atol, "ok", "hand")
+    return status
 
 
 def full_status(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance, unreliable: np.ndarray
-                 ) -> tuple[np.ndarray, int]:
+                ) -> tuple[np.ndarray, int]:
     """Entry statuses of a full check (DESIGN.md's table), and how many entries the numeric
     outvote moved to the hand's side."""
     hand, ad, p = leaf.hand, leaf.ad, ev.parts
@@ -152,7 +227,8 @@ def full_status(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance, unreliable: 
         before = status
         status = _numeric_outvoted(status, p.num, p.err, ad, atol)
         outvoted = int(np.count_nonzero((before == "numeric") & (status == "hand") & ~p.kink))
-    status[ev.kink(leaf.size)] = "kink"
+    status = _judge_unexercised(leaf, unexercised(leaf, p), tol, status)
+    status = _mark_kinks(status, leaf, p, tol)
     if ev.led is not None and p is not None and ad is not None:
         # Entries without a finite difference of their own: hand against the validated
         # autodiff reference (DESIGN's two-source table).
@@ -168,15 +244,18 @@ def full(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
     assert ref is not None
     scale = float(np.max(np.abs(ref[~kink]))) if (~kink).any() else 0.0
     tol = leaf.tolerance(run, scale)
-    unreliable = _unreliable(ev, leaf.size, tol, scale, run.refs.global_scale)
+    zero = unexercised(leaf, ev.parts)
+    unreliable = _unreliable(ev, leaf.size, tol, scale, run.refs.global_scale, zero)
     status, outvoted = full_status(run, leaf, ev, tol, unreliable)
-    notes = ((f"autodiff agrees with the hand gradient on {outvoted} entr"
-              f"{'y' if outvoted == 1 else 'ies'} where finite differences, far outside their error "
-              "bar at a smooth point, do not: the JAX path drops the same term as the hand backward "
-              "(stop_gradient, truncated BPTT)"),) if outvoted else ()
+    notes = _kink_notes(status, ev.parts)
+    if outvoted:
+        notes = (*notes, f"autodiff agrees with the hand gradient on {outvoted} entr"
+                 f"{'y' if outvoted == 1 else 'ies'} where finite differences, far outside their "
+                 "error bar at a smooth point, do not: the JAX path drops the same term as the hand "
+                 "backward (stop_gradient, truncated BPTT)")
     found, blame = verdict(status, twin=run.problem.twin)
     return Judgement(status, tol, found, blame, scale=scale, outvoted=outvoted,
-                     unreliable=unreliable, notes=notes)
+                     unreliable=unreliable, notes=notes, unexercised=zero)
 
 
 # ----------------------------------------------------------------------------- screening
@@ -257,13 +336,14 @@ def screen(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
         na = close(p.num[idx], leaf.ad[idx], rtol=numeric_rtol(run), atol=tol.atol, err=p.err[idx])
         status = np.asarray(status, dtype=object).ravel().copy()
         status[idx] = triangulate(hn, np.zeros(idx.size, bool), na)
-        status[p.kink] = "kink"
+        status = _mark_kinks(status, leaf, p, tol)
     found, blame = verdict(status, twin=run.problem.twin)
     notes = ((f"{outvoting} of {len(probes)} probes measure a directional derivative far outside "
               "its error bar from both the hand gradient and autodiff, which agree: the JAX path "
               "drops the same term as the hand backward (stop_gradient, truncated BPTT)"),
              ) if outvoting else ()
-    return Judgement(status, tol, found, blame, scale=leaf.ad_scale(), probes=probes, notes=notes)
+    return Judgement(status, tol, found, blame, scale=leaf.ad_scale(), probes=probes,
+                     notes=notes + _kink_notes(status, p))
 
 
 # ----------------------------------------------------------------------------- localisation
@@ -293,9 +373,10 @@ def localised(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance,
     if idx.size:
         agree = close(leaf.hand[idx], p.num[idx], rtol=tol.rtol, atol=tol.atol, err=p.err[idx])
         status[idx] = np.where(agree, "ok", "hand")
-    status[p.kink] = "kink"
+    status = _mark_kinks(status, leaf, p, tol)
     if ev.unresolved is not None:
         status[ev.unresolved] = "unverified"
     found, blame = verdict(status, twin=run.problem.twin)
     first = _first_divergence(leaf, status, run.opts.time_axis) if found == "fail" else None
-    return Judgement(status, tol, found, blame, probes=probes, notes=(first,) if first else ())
+    return Judgement(status, tol, found, blame, probes=probes,
+                     notes=_kink_notes(status, p) + ((first,) if first else ()))

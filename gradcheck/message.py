@@ -60,9 +60,17 @@ def _entry_lines(leaf: Mapping[str, Any]) -> list[str]:
             f"atol={float(tol['atol']):.3g}")
     return [head] + [
         f"  worst at {list(e['index'])}: hand={_fmt(e['hand'])}  numeric={_fmt(e['numeric'])}±"
-        f"{_fmt(e['numeric_error'])}  autodiff={_fmt(e['autodiff'])}  [{e['status']}]"
+        f"{_fmt(e['numeric_error'])}  autodiff={_fmt(e['autodiff'])}  [{e['status']}]{_slopes(e)}"
         for e in leaf["worst"]
     ]
+
+
+def _slopes(e: Mapping[str, Any]) -> str:
+    """A wrong entry at a kink: the interval its hand value should lie in."""
+    if e.get("left") is None or e.get("right") is None:
+        return ""
+    lo, hi = sorted((float(e["left"]), float(e["right"])))
+    return f"  not differentiable here: one-sided slopes [{lo:.6g}, {hi:.6g}]"
 
 
 def leaf_text(leaf: Mapping[str, Any], seed: int, references: Sequence[str]) -> str:

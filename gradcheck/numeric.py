@@ -95,7 +95,9 @@ class Objective:
         """Evaluate with element ``flat_index`` of leaf ``k`` replaced by ``value``."""
         leaf = self.base[k]
         dtype = np.result_type(leaf.dtype, type(value)) if isinstance(value, complex) else leaf.dtype
-        moved = leaf.astype(dtype, copy=True)
+        # A C-ordered copy, so that the flat (C-order) index writes into the array the forward
+        # sees: reshape(-1) of a Fortran-ordered or strided copy would be a temporary.
+        moved = np.array(leaf, dtype=dtype, order="C")
         moved.reshape(-1)[flat_index] = value
         leaves = list(self.base)
         leaves[k] = moved
@@ -168,21 +170,47 @@ def estimate_noise(
     Returns:
         ``σ``, at least ``2·eps·|f0|``.
     """
-    delta = 2.0**-17
     gamma = math.factorial(4) ** 2 / math.factorial(8)
-    estimates = []
-    for _ in range(directions):
-        direction = [
-            rng.standard_normal(b.shape) * np.maximum(1.0, np.abs(b)) * delta for b in obj.base
-        ]
-        values = []
-        for k in range(points):
-            leaves = [b + k * d for b, d in zip(obj.base, direction, strict=True)]
-            values.append(float(np.real(obj(leaves, "measuring the forward's noise floor"))))
-        diffs = np.diff(np.asarray(values), n=4)
-        estimates.append(math.sqrt(gamma * float(np.mean(diffs**2))))
+    units = [[rng.standard_normal(b.shape) * np.maximum(1.0, np.abs(b)) for b in obj.base]
+             for _ in range(directions)]
+    lines = [_noise_line(obj, unit, points, 2.0**-17) for unit in units]
+    if not all(np.isfinite(v).all() for v in lines):
+        # Near a domain boundary (a log or sqrt of a parameter near 0) some points are outside,
+        # and inside the curvature is steep: every direction shrinks its spacing until it stays
+        # inside and its fourth differences change sign (noise, not the smooth part).
+        lines = [_near_boundary(obj, unit, points) for unit in units]
+    estimates = [math.sqrt(gamma * float(np.mean(np.diff(v, n=4) ** 2)))
+                 for v in lines if np.isfinite(v).all()]
     floor = 2.0 * EPS64 * max(abs(obj.f0), 1e-300)
-    return max(float(np.median(estimates)), floor)
+    return max(float(np.median(estimates)), floor) if estimates else floor
+
+
+#: How much a step shrinks each time a move leaves the forward's domain (NaN or ±Inf there: the
+#: log or sqrt of a parameter near 0), and how many times it may.
+DOMAIN_SHRINK, DOMAIN_TRIES = 2.0**-6, 8
+
+
+def _noise_line(obj: Objective, unit: list[np.ndarray], points: int, delta: float) -> np.ndarray:
+    """The loss at ``x + k·δ·u`` for ``k < points``."""
+    return np.array([
+        float(np.real(obj([b + k * delta * d for b, d in zip(obj.base, unit, strict=True)],
+                          "measuring the forward's noise floor")))
+        for k in range(points)
+    ])
+
+
+def _near_boundary(obj: Objective, unit: list[np.ndarray], points: int) -> np.ndarray:
+    """A noise line whose spacing shrinks until it lies in the domain and reads noise (fourth
+    differences of both signs, or all zero); the last one tried when none does."""
+    delta = 2.0**-17 * DOMAIN_SHRINK
+    values = _noise_line(obj, unit, points, delta)
+    for _ in range(DOMAIN_TRIES):
+        diffs = np.diff(values, n=4)
+        if np.isfinite(values).all() and (np.all(diffs == 0) or (diffs.min() < 0 < diffs.max())):
+            break
+        delta *= DOMAIN_SHRINK
+        values = _noise_line(obj, unit, points, delta)
+    return values
 
 
 def resolves_float64(
@@ -216,6 +244,8 @@ def resolves_float64(
                 for sign in (1.0, -1.0)
             ]
             moved.append((ends[0] - ends[1]) / 2)
+        if not np.isfinite(moved).all():
+            continue  # the moves leave the forward's domain: this direction cannot tell
         visible, half, big, small = moved
         predicted = visible * (s / coarse)  # what a float64 forward moves by at the fine step
         if abs(predicted) <= 10 * resolution or abs(half / visible - 0.5) > 0.01:
@@ -280,21 +310,19 @@ def central_partials(
         :class:`Partials` with ``method="central"``.
     """
     idx = np.asarray(indices, dtype=np.int64)
-    shape = obj.base[k].shape
     x = obj.base[k].reshape(-1)[idx].astype(np.float64)
     sigma, f0 = obj.noise, obj.f0
     n = len(idx)
     h = step_size(x, eps)
-    # Per entry: x + h, x − h, x + h/2, x − h/2, entry by entry (or all at once in a batch).
-    moves = np.stack([x + h, x - h, x + 0.5 * h, x - 0.5 * h], axis=1)
-    signs = ("+", "-", "+", "-")
-
-    def context(i: int) -> str:
-        j, q = divmod(i, 4)
-        return (f"{_where(name, shape, int(idx[j]))} moved by "
-                f"{signs[q]}{abs(moves[j, q] - x[j]):.3g}")
-
-    f = obj.at_many(k, np.repeat(idx, 4), moves.reshape(-1), context).reshape(n, 4)
+    f, moves = _four_moves(obj, k, idx, x, h, name)
+    for _ in range(DOMAIN_TRIES):
+        # A move that leaves the forward's domain (log or sqrt near 0) is retried with a smaller
+        # step, entry by entry, until all four stay inside: such a point is no kink.
+        out = ~np.isfinite(f).all(axis=1)
+        if not out.any():
+            break
+        h = np.where(out, h * DOMAIN_SHRINK, h)
+        f[out], moves[out] = _four_moves(obj, k, idx[out], x[out], h[out], name)
     p1, m1, p2, m2 = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
     # Realised steps: the displacement the forward actually saw.
     hp1, hm1, hp2, hm2 = moves[:, 0] - x, x - moves[:, 1], moves[:, 2] - x, x - moves[:, 3]
@@ -303,13 +331,30 @@ def central_partials(
     rich = (4.0 * d2 - d1) / 3.0
     r1, l1 = (p1 - f0) / hp1, (f0 - m1) / hm1
     r2, l2 = (p2 - f0) / hp2, (f0 - m2) / hm2
-    error = np.abs(rich - d2) + 3.0 * sigma / h
+    error = np.where(np.isfinite(rich), np.abs(rich - d2) + 3.0 * sigma / h, np.inf)
     kink = np.array([
         _is_kink((float(r1[i]), float(r2[i])), (float(l1[i]), float(l2[i])), float(sigma / h[i]),
                  kink_rtol, kink_floor)
         for i in range(n)
     ], dtype=bool).reshape(n)
     return Partials(idx, rich, error, l2.copy(), r2.copy(), kink, "central")
+
+
+def _four_moves(obj: Objective, k: int, idx: np.ndarray, x: np.ndarray, h: np.ndarray, name: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The loss at ``x + h, x − h, x + h/2, x − h/2`` for every entry (or all at once in a
+    batch), and those moves."""
+    shape = obj.base[k].shape
+    moves = np.stack([x + h, x - h, x + 0.5 * h, x - 0.5 * h], axis=1)
+    signs = ("+", "-", "+", "-")
+
+    def context(i: int) -> str:
+        j, q = divmod(i, 4)
+        return (f"{_where(name, shape, int(idx[j]))} moved by "
+                f"{signs[q]}{abs(moves[j, q] - x[j]):.3g}")
+
+    f = obj.at_many(k, np.repeat(idx, 4), moves.reshape(-1), context).reshape(len(idx), 4)
+    return f, moves
 
 
 def _where(name: str, shape: tuple[int, ...], flat_index: int) -> str:
@@ -327,6 +372,8 @@ def _is_kink(
     that vanishes at ``h/2`` while being as large as the slopes themselves.  Gaps below the
     noise, ``rtol`` of the slopes or the absolute ``floor`` (the comparison's atol) are ignored.
     """
+    if not all(math.isfinite(v) for v in (*right, *left)):
+        return False  # a move left the domain (NaN/Inf): not a kink; the caller shrinks the step
     g1, g2 = abs(right[0] - left[0]), abs(right[1] - left[1])
     slopes = max(abs(right[0]), abs(left[0]), abs(right[1]), abs(left[1]))
     if max(g1, g2) <= max(20.0 * noise, rtol * slopes, floor):
@@ -390,15 +437,12 @@ def directional_central(
     of the realised displacements — and the caller projects the hand gradient on it.
     """
     t = eps ** (1.0 / 3.0)
-    base = obj.base[k]
-    got = {}
-    for s in (1.0, 0.5):
-        up, down = base + s * t * u, base - s * t * u
-        got[s] = (
-            _real(obj(_replace(obj.base, k, up), f"{name} moved along a probe by +{s * t:.3g}")),
-            _real(obj(_replace(obj.base, k, down), f"{name} moved along a probe by -{s * t:.3g}")),
-            (up - base) + (base - down),  # realised 2·s·t·u
-        )
+    got = _probe_moves(obj, k, u, t, name)
+    for _ in range(DOMAIN_TRIES):
+        if all(math.isfinite(v) and math.isfinite(w) for v, w, _ in got.values()):
+            break
+        t *= DOMAIN_SHRINK  # the probe leaves the forward's domain: a smaller step stays inside
+        got = _probe_moves(obj, k, u, t, name)
     (p1, m1, e1), (p2, m2, e2) = got[1.0], got[0.5]
     d1, d2 = (p1 - m1) / (2 * t), (p2 - m2) / t
     rich = (4.0 * d2 - d1) / 3.0
@@ -408,6 +452,21 @@ def directional_central(
     error = abs(rich - d2) + 3.0 * obj.noise / t
     kink = _is_kink((r1, r2), (l1, l2), obj.noise / t, kink_rtol, kink_floor)
     return Directional(realised, rich, error, l2, r2, kink, "central")
+
+
+def _probe_moves(obj: Objective, k: int, u: np.ndarray, t: float, name: str
+                 ) -> dict[float, tuple[float, float, np.ndarray]]:
+    """``f(x ± s·t·u)`` for ``s = 1, ½`` and the realised displacement ``2·s·t·u`` of each."""
+    base = obj.base[k]
+    got = {}
+    for s in (1.0, 0.5):
+        up, down = base + s * t * u, base - s * t * u
+        got[s] = (
+            _real(obj(_replace(obj.base, k, up), f"{name} moved along a probe by +{s * t:.3g}")),
+            _real(obj(_replace(obj.base, k, down), f"{name} moved along a probe by -{s * t:.3g}")),
+            (up - base) + (base - down),  # realised 2·s·t·u
+        )
+    return got
 
 
 def directional_complex(obj: Objective, k: int, u: np.ndarray, *, name: str) -> Directional:

@@ -64,6 +64,8 @@ def _full(run: Run, leaf: Leaf, ev: Evidence, found: Judgement) -> Power | None:
         # Where finite differences are unreliable, autodiff alone decides (see judge.full).
         num = np.where(np.isnan(ev.parts.num), hand, ev.parts.num)
         err = np.where(np.isnan(ev.parts.err), 0.0, ev.parts.err)
+        if found.unexercised is not None:  # judged against atol alone (see judge.unexercised)
+            err = np.where(found.unexercised, 0.0, err)
         refs.append((np.where(found.unreliable, hand, num), np.where(found.unreliable, 0.0, err)))
     thresholds = _entry_thresholds(hand, refs, tol.rtol, tol.atol)
     usable &= np.isfinite(thresholds)

@@ -76,9 +76,13 @@ def _element(s: _Shown, i: int, leaf: Leaf, status: str,
                    at(left), at(right))
 
 
-def _worst(s: _Shown, status: np.ndarray, leaf: Leaf, j: Judgement, k: int,
+def _worst(s: _Shown, status: np.ndarray, leaf: Leaf, j: Judgement, ev: Evidence, k: int,
            shown: np.ndarray) -> tuple[Element, ...]:
-    """The ``k`` worst entries, the wrong ones first, by how many tolerances they are off."""
+    """The worst entries, the wrong ones first, by how many tolerances they are off (a wrong
+    entry at a kink carries its one-sided slopes)."""
+    kink = ev.kink(leaf.size)
+    left = ev.parts.left if ev.parts is not None else None
+    right = ev.parts.right if ev.parts is not None else None
     ref = s.ad if s.ad is not None else s.num
     if ref is None:
         return ()
@@ -90,8 +94,8 @@ def _worst(s: _Shown, status: np.ndarray, leaf: Leaf, j: Judgement, k: int,
     order = np.argsort(-excess, kind="stable")
     if bad.any():
         order = np.concatenate([order[bad[order]], order[~bad[order]]])
-    return tuple(_element(s, int(i), leaf, str(status[i])) for i in order[:k]
-                 if status[i] != "kink" and shown[i])
+    return tuple(_element(s, int(i), leaf, str(status[i]), *((left, right) if kink[i] else ()))
+                 for i in order[:k] if status[i] != "kink" and shown[i])
 
 
 def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement) -> Diagnosis | None:
@@ -99,9 +103,14 @@ def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement
     if j.verdict != "fail":
         return None
     if ref is not None and j.blame == "hand":
+        # A wrong value at a kink has no derivative to compare with (the references' value there
+        # is one convention or the midpoint): the bug's shape is read from the smooth entries.
+        bad = (status == "hand") & s.smooth
+        if not bad.any():
+            return None
         err = 0.0 if s.ad is not None else s.err.reshape(leaf.shape) if s.err is not None else 0.0
         return diagnose(leaf.native.astype(np.float64), ref.reshape(leaf.shape),
-                        (status == "hand").reshape(leaf.shape), rtol=j.tol.rtol, atol=j.tol.atol,
+                        bad.reshape(leaf.shape), rtol=j.tol.rtol, atol=j.tol.atol,
                         err=err, time_axis=run.opts.time_axis)
     if j.probes and ref is None:
         return probe_diagnosis(j.probes, j.tol.rtol)
@@ -118,6 +127,13 @@ def _own_notes(run: Run, leaf: Leaf, status: np.ndarray, j: Judgement) -> list[s
     if n_unverified:
         notes.append(f"{n_unverified} entries could not be verified (finite differences too "
                      "inaccurate there and no autodiff reference)")
+    zero = int(np.count_nonzero(j.unexercised)) if j.unexercised is not None else 0
+    if zero:
+        notes.append(f"{zero} of {leaf.size} entries are unexercised: their gradient is identically "
+                     "zero at this point (the loss does not move with them: an unused parameter, a "
+                     "dead unit, a pooling input no window takes, a zero state), so only a hand value "
+                     "that is not zero there can be caught; to exercise them use T ≥ 2, h0 ≠ 0, "
+                     "batch ≥ 2, inputs that reach every parameter, or another seed")
     if j.verdict == "pass" and j.blame == "autodiff":
         notes.append("JAX's gradient of the forward disagrees where finite differences confirm "
                      "the hand gradient (JAX flushes subnormals to zero and may differ from numpy "
@@ -163,10 +179,11 @@ def leaf_result(run: Run, leaf: Leaf, ev: Evidence, j: Judgement, power: Power |
         numeric_vs_autodiff=nva, n_elements=leaf.size,
         n_checked=int(np.count_nonzero((status != "kink") & (status != "unverified"))),
         n_mismatched=int(np.count_nonzero(np.isin(status, ("hand", "autodiff", "inconclusive")))),
-        n_kinks=int(kink.sum()), worst=_worst(s, status, leaf, j, run.opts.worst, s.smooth | kink),
+        n_kinks=int(kink.sum()), worst=_worst(s, status, leaf, j, ev, run.opts.worst, s.smooth | kink),
         kinks=kinks, diagnosis=_diagnosis(run, leaf, s, status, j), probes=j.probes,
         notes=tuple(notes), detection_power=power.power if power else math.nan,
-        control=power.control if power else None, localisation=ev.localisation)
+        control=power.control if power else None, localisation=ev.localisation,
+        n_unexercised=int(np.count_nonzero(j.unexercised)) if j.unexercised is not None else 0)
 
 
 def _verdict(leaves: Sequence[LeafResult]) -> Verdict:
@@ -182,7 +199,8 @@ def check_result(run_name: str, kind: str, refs: References, opts: CheckOptions,
     if n_kinks:
         notes.append(f"the forward is not differentiable at {n_kinks} checked entr"
                      f"{'y' if n_kinks == 1 else 'ies'} (one-sided slopes differ: ReLU at 0, a "
-                     "max tie); those entries are reported, not judged")
+                     "max tie); there the hand value is judged against the interval of the "
+                     "one-sided slopes")
     obj = refs.obj
     if obj.batched_calls:
         notes.append(f"{obj.batched_calls} of {obj.calls} forward evaluations ran in compiled "

@@ -115,7 +115,10 @@ def _measure_forward(obj: numeric.Objective, rng: np.random.Generator
 
 
 def _jax(problem: Problem, obj: numeric.Objective) -> autodiff.AutodiffResult:
-    tol = 1e3 * max(obj.noise, numeric.EPS64 * abs(obj.f0)) + 1e-300
+    # The values agree within the forward's measured noise (a thousand times it, or of float64's
+    # rounding of the loss where the noise is below that or was not measured).
+    noise = obj.noise if math.isfinite(obj.noise) else 0.0
+    tol = 1e3 * max(noise, numeric.EPS64 * abs(obj.f0)) + 1e-300
     return autodiff.gradient(problem.jax_candidates(), obj.base, expected=obj.f0, tol=tol,
                              twin=problem.twin)
 
@@ -153,7 +156,9 @@ def _batch(problem: Problem, opts: CheckOptions, obj: numeric.Objective,
 def _objective(problem: Problem) -> numeric.Objective:
     """The float64 objective at the point, its ``f0`` from a first evaluation, checked to give
     the same value twice."""
-    base = [v.astype(np.float64) for v in problem.values]
+    # C-ordered, writable float64 copies whatever the user's layout (transposes, slices,
+    # broadcast or read-only views): every flat index below is a C-order index into these.
+    base = [np.array(v, dtype=np.float64, order="C") for v in problem.values]
     probe = numeric.Objective(_forward(problem), base, f0=problem.f0, contextual=True)
     first = probe(base, "evaluating the loss in float64")
     again = probe(base, "re-evaluating the loss in float64")

@@ -217,6 +217,10 @@ class LeafResult:
     detection_power: float = math.nan
     control: Control | None = None
     localisation: Localisation | None = None
+    #: Entries whose gradient is identically zero at this point in every reference (an unused
+    #: parameter, recurrent weights at T = 1 with h0 = 0, a dead unit): only a hand value that is
+    #: not zero there can be caught.
+    n_unexercised: int = 0
 
     @property
     def passed(self) -> bool:
@@ -225,8 +229,9 @@ class LeafResult:
     @property
     def max_rel_err(self) -> float:
         """The worst relative error of the hand gradient against any reference."""
-        errs = [a.max_rel_err for a in (self.hand_vs_numeric, self.hand_vs_autodiff) if a]
-        return max(errs) if errs else math.nan
+        errs = [a.max_rel_err for a in (self.hand_vs_numeric, self.hand_vs_autodiff)
+                if a and a.n_compared]
+        return max(errs) if errs else math.nan  # nothing compared: no error to claim
 
     def to_dict(self) -> dict[str, Any]:
         def agree(a: Agreement | None) -> dict[str, Any] | None:
@@ -250,6 +255,7 @@ class LeafResult:
             "n_checked": self.n_checked,
             "n_mismatched": self.n_mismatched,
             "n_kinks": self.n_kinks,
+            "n_unexercised": self.n_unexercised,
             "worst": [e.to_dict() for e in self.worst],
             "kinks": [e.to_dict() for e in self.kinks],
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,

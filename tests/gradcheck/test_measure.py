@@ -274,7 +274,9 @@ def test_central_partials_of_a_smooth_function_are_the_gradient_within_their_bar
     lf = leaf(run, 0, g.reshape(shape))
     got = partials(run, lf, np.arange(lf.size), rtol_of(run, lf))
     assert got.method == "central" and not got.kink.any()
-    assert np.max(np.abs(got.value - g)) <= 1e-8 * np.max(np.abs(g))
+    # central differences are accurate relative to the loss's scale (about 1 here), not to a
+    # gradient that happens to cancel to 6e-5
+    assert np.max(np.abs(got.value - g)) <= 1e-8 * max(float(np.max(np.abs(g))), 1.0)
     assert (np.abs(got.value - g) <= got.error).all()
 
 
