@@ -119,7 +119,11 @@ def at_kinks(leaf: Leaf, p: Partials, idx: np.ndarray, tol: Tolerance) -> np.nda
     left, right = p.left[idx], p.right[idx]
     lo, hi = np.minimum(left, right), np.maximum(left, right)
     err = np.where(np.isfinite(p.err[idx]), p.err[idx], 0.0)
-    slack = tol.rtol * np.maximum(np.abs(lo), np.abs(hi)) + tol.atol + err
+    # The one-sided slopes are first-order accurate: twice their truncation error (the change
+    # between the step and its half) is allowed beyond the interval.
+    side = 2.0 * p.side[idx] if p.side is not None else 0.0
+    side = np.where(np.isfinite(side), side, 0.0)
+    slack = tol.rtol * np.maximum(np.abs(lo), np.abs(hi)) + tol.atol + err + side
     h = leaf.hand[idx]
     inside = (h >= lo - slack) & (h <= hi + slack)
     return np.where(inside, "kink", "hand").astype(object)

@@ -155,11 +155,13 @@ class Partials:
     #: The entries measured (a finite difference there may still be NaN: a domain boundary).
     taken: np.ndarray
     method: str | None = None
+    #: The truncation error of the one-sided slopes ``left``/``right`` (0 where not measured).
+    side: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n: int) -> Partials:
         return cls(np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan),
-                   np.zeros(n, bool), np.zeros(n, bool))
+                   np.zeros(n, bool), np.zeros(n, bool), None, np.zeros(n))
 
     def with_(self, run: Run, leaf: Leaf, idx: np.ndarray, rtol: float) -> Partials:
         """These partials and the ones at ``idx`` (error bars widened by the regime)."""
@@ -171,7 +173,9 @@ class Partials:
         num[idx], err[idx] = parts.value, parts.error * run.refs.regime.err_scale
         left[idx], right[idx], kink[idx] = parts.left, parts.right, parts.kink
         taken[idx] = True
-        return Partials(num, err, left, right, kink, taken, parts.method)
+        side = np.zeros(self.num.size) if self.side is None else self.side.copy()
+        side[idx] = 0.0 if parts.side_error is None else parts.side_error
+        return Partials(num, err, left, right, kink, taken, parts.method, side)
 
     @property
     def measured(self) -> np.ndarray:
@@ -259,7 +263,9 @@ def partials(run: Run, leaf: Leaf, idx: np.ndarray, rtol: float) -> numeric.Part
     left, right, kink = cs.left.copy(), cs.right.copy(), cs.kink.copy()
     value[suspect], error[suspect] = re.value, re.error
     left[suspect], right[suspect], kink[suspect] = re.left, re.right, re.kink
-    return numeric.Partials(idx, value, error, left, right, kink, "complex+central")
+    side = np.zeros(idx.size)
+    side[suspect] = 0.0 if re.side_error is None else re.side_error
+    return numeric.Partials(idx, value, error, left, right, kink, "complex+central", side)
 
 
 def suspects(run: Run, leaf: Leaf, parts: Partials, which: np.ndarray, tol: Tolerance,

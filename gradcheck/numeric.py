@@ -276,6 +276,8 @@ class Partials:
     ``value`` is the best estimate, ``error`` its error bound, ``left``/``right`` the one-sided
     slopes (NaN where not computed) and ``kink`` marks elements where the forward is not
     differentiable within the step.  ``method`` is ``"central"`` or ``"complex"``.
+    ``side_error`` bounds the truncation error of the one-sided slopes (first-order accurate:
+    ``|slope(h) − slope(h/2)|``), 0 where none were computed.
     """
 
     indices: np.ndarray
@@ -285,6 +287,7 @@ class Partials:
     right: np.ndarray
     kink: np.ndarray
     method: str
+    side_error: np.ndarray | None = None
 
 
 def _real(v: Any) -> float:
@@ -337,7 +340,8 @@ def central_partials(
                  kink_rtol, kink_floor)
         for i in range(n)
     ], dtype=bool).reshape(n)
-    return Partials(idx, rich, error, l2.copy(), r2.copy(), kink, "central")
+    side = np.maximum(np.abs(r1 - r2), np.abs(l1 - l2)) + 3.0 * sigma / h
+    return Partials(idx, rich, error, l2.copy(), r2.copy(), kink, "central", side)
 
 
 def _four_moves(obj: Objective, k: int, idx: np.ndarray, x: np.ndarray, h: np.ndarray, name: str

@@ -266,3 +266,57 @@ def test_dead_relu_units_are_unexercised() -> None:
     res = gc.check_grad(loss, grad, {"W": W, "V": V})
     assert res.verdict == "pass"
     assert res.leaf("W").n_unexercised == 3 * dead and res.leaf("V").n_unexercised == dead
+
+
+# --------------------------------------------------------------------------- near a kink
+
+def _near_kink_case(seed: int, near: float) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """A ReLU layer with squared error, one pre-activation moved to within ``near`` of 0."""
+    rng = np.random.default_rng(seed)
+    x, W, d = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), rng.normal(size=(4, 5))
+    z = x @ W
+    b = np.zeros(5)
+    i, j = rng.integers(4), rng.integers(5)
+    b[j] = -z[i, j] + rng.choice([-1.0, 1.0]) * near * rng.random()
+    return {"W": W, "b": b}, x, d
+
+
+def relu_sse(p: dict[str, Any], x: np.ndarray, d: np.ndarray) -> Any:
+    xp = _xp(p["W"])
+    return 0.5 * xp.sum((xp.maximum(x @ p["W"] + p["b"], 0.0) - d) ** 2)
+
+
+def numpy_relu_sse(p: dict[str, Any], x: np.ndarray, d: np.ndarray) -> Any:
+    return 0.5 * np.sum((np.maximum(x @ np.asarray(p["W"]) + np.asarray(p["b"]), 0.0) - d) ** 2)
+
+
+def relu_sse_grad(p: dict[str, Any], x: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
+    z = x @ p["W"] + p["b"]
+    dz = (np.maximum(z, 0.0) - d) * (z > 0)
+    return {"W": x.T @ dz, "b": dz.sum(axis=0)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), near=st.sampled_from([1e-7, 1e-9, 1e-12]),
+       forward=st.sampled_from([numpy_relu_sse, relu_sse]))
+def test_a_pre_activation_next_to_zero_is_no_false_alarm(
+    seed: int, near: float, forward: Callable[..., Any]
+) -> None:
+    """Before: about a quarter of these correct cases failed, the hand value sitting on the edge
+    of the interval of one-sided slopes that are only first-order accurate."""
+    params, x, d = _near_kink_case(seed, near)
+    res = gc.check_grad(forward, relu_sse_grad, params, x, d)
+    assert res.verdict == "pass", res
+
+
+@pytest.mark.parametrize("forward", [numpy_relu_sse, relu_sse], ids=["numpy", "array-api"])
+def test_a_bug_next_to_a_kink_is_still_caught(forward: Callable[..., Any]) -> None:
+    params, x, d = _near_kink_case(11, 1e-9)
+
+    def leaky(p: dict[str, Any], x: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
+        z = x @ p["W"] + p["b"]
+        dz = (np.maximum(z, 0.0) - d) * np.where(z > 0, 1.0, 0.1)  # the forward is not leaky
+        return {"W": x.T @ dz, "b": dz.sum(axis=0)}
+
+    res = gc.check_grad(forward, leaky, params, x, d)
+    assert (res.verdict, res.leaf("b").blame) == ("fail", "hand")
