@@ -2,7 +2,11 @@
 
 ``gradcheck audit`` writes ``reports/gradcheck.json`` and ``reports/gradcheck.html``;
 ``gradcheck report results.json -o report.html`` renders the HTML report of any results file
-(a pytest session, an audit, a single check result or gradient flow).
+(a pytest session, an audit, a single check result or gradient flow).  Neither overwrites a file
+that is not a gradcheck report of the same kind (a Python file, say: exit status 2, nothing
+written; :func:`gradcheck.report.targets.refusal`); each report is written atomically and on its
+own, and one that cannot be written is named with the reason and makes a run that would have
+exited 0 exit 3.
 
 A module declares its cases as a list (or a function returning a list) named
 ``GRADCHECK_CASES`` of plain dicts, so declaring them needs no import of gradcheck::
@@ -43,6 +47,9 @@ __all__ = ["audit", "load_cases", "main", "report", "run_case", "run_study"]
 AUDIT_SCHEMA = "gradcheck.audit/1"
 _ZOO = "reference.cases"  # the built-in reference zoo's declarations
 _REQUIRED = {"layer": ("params", "x"), "fun": ("grad", "params")}
+#: The exit status of a command that would have passed but could not write a report.
+WRITE_FAILED = 3
+_SOURCE_SUFFIXES = (".py", ".pyi", ".pyw", ".pyx", ".pyc")
 
 
 def load_cases(module_name: str) -> list[dict[str, Any]]:
@@ -147,8 +154,13 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
 
     Returns:
         The exit code: 0 only when every check passes and, with a study, hand and JAX agree in
-        every row of it.
+        every row of it; 2 when ``out_dir`` is not a folder the reports may be written to
+        (nothing runs); 3 when the checks pass but a report could not be written.
     """
+    refused = _out_refusal(out_dir)
+    if refused is not None:
+        stream.write(f"gradcheck audit: {refused}\n")
+        return 2
     cases = [case for name in modules for case in load_cases(name)]
     if not cases:
         stream.write("gradcheck audit: no cases declared\n")
@@ -164,16 +176,53 @@ def audit(modules: Sequence[str], out_dir: Path, *, stream: TextIO = sys.stdout,
                 "counts": counts, "environment": rep.current_environment(), "results": rows}
     if studied is not None:
         document["study"] = studied.to_dict()
-    target = rep.write_json(document, out_dir / "gradcheck.json")
-    page = rep.write_html(rep.as_session(document), out_dir / "gradcheck.html")
+    written, lost = _write_audit(document, out_dir)
     stream.write(_table(rows) + "\n")
     _print_failures(rows, stream)
     if studied is not None:
         _print_study(studied, stream)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {target} and {page}\n")
+    wrote = " and ".join(map(str, written)) or "no report"
+    stream.write(f"\n{len(rows)} checks: {summary} in {elapsed:.1f}s; wrote {wrote}\n")
+    for line in lost:
+        stream.write(f"gradcheck audit: {line}\n")
     passed = all(row["verdict"] == "pass" for row in rows)
-    return 0 if passed and (studied is None or studied.agree) else 1
+    code = 0 if passed and (studied is None or studied.agree) else 1
+    return WRITE_FAILED if lost and code == 0 else code
+
+
+def _out_refusal(out_dir: Path) -> str | None:
+    """Why the reports must not be written into ``out_dir``, or ``None`` when they may."""
+    from gradcheck.report.targets import refusal
+
+    if out_dir.suffix.lower() in _SOURCE_SUFFIXES or (out_dir.exists() and not out_dir.is_dir()):
+        what = "is a file" if out_dir.exists() else "names a Python file"
+        return (f"-o {str(out_dir)!r} {what}, not a folder: give -o the folder to write "
+                "gradcheck.json and gradcheck.html to")
+    for name, kind in (("gradcheck.json", "json"), ("gradcheck.html", "html")):
+        why = refusal(out_dir / name, kind)
+        if why is not None:
+            return (f"refusing to write {out_dir / name}, which {why}: give -o another folder, "
+                    "or move that file away")
+    return None
+
+
+def _write_audit(document: dict[str, Any], out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Write the audit's JSON and HTML, each on its own: the paths written, and why any was not."""
+    from gradcheck import report as rep
+
+    jobs: tuple[tuple[str, Callable[[], Path]], ...] = (
+        ("gradcheck.json", lambda: rep.write_json(document, out_dir / "gradcheck.json")),
+        ("gradcheck.html", lambda: rep.write_html(rep.as_session(document), out_dir / "gradcheck.html")),
+    )
+    written: list[Path] = []
+    lost: list[str] = []
+    for name, job in jobs:
+        try:
+            written.append(job())
+        except Exception as exc:  # one report's failure must not cost the other
+            lost.append(f"could not write {out_dir / name}: {type(exc).__name__}: {exc}")
+    return written, lost
 
 
 def _run_cases(cases: Sequence[Mapping[str, Any]], runner: Callable[[Mapping[str, Any]], dict[str, Any]],
@@ -231,16 +280,29 @@ def report(source: Path, target: Path | None = None, *, stream: TextIO = sys.std
     """Render the HTML report of a results file (session, audit, result or flow JSON).
 
     Returns:
-        The exit code: 0 when the page was written, 2 when ``source`` cannot be read.
+        The exit code: 0 when the page was written, 2 when ``source`` cannot be read or the
+        target is not a new file or a gradcheck HTML report (nothing is written), 3 when writing
+        the page failed.
     """
     from gradcheck import report as rep
+    from gradcheck.report.targets import refusal
 
     try:
         doc = rep.load(source)
     except (OSError, GradcheckError) as exc:
         stream.write(f"gradcheck report: {exc}\n")
         return 2
-    page = rep.write_html(doc, target if target is not None else source.with_suffix(".html"))
+    target = target if target is not None else source.with_suffix(".html")
+    why = refusal(target, "html")
+    if why is not None:
+        stream.write(f"gradcheck report: refusing to write {target}, which {why}: give -o a path "
+                     "ending in .html that is new or a gradcheck HTML report\n")
+        return 2
+    try:
+        page = rep.write_html(doc, target)
+    except Exception as exc:
+        stream.write(f"gradcheck report: could not write {target}: {type(exc).__name__}: {exc}\n")
+        return WRITE_FAILED
     counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(doc["counts"].items()))
     study = f" and a gradient-flow study of {len(doc['study']['rows'])} models" if doc.get("study") else ""
     stream.write(f"{len(doc['rows'])} checks ({counts}){study}; wrote {page}\n")

@@ -25,7 +25,22 @@ default file name; relative paths are taken from the invocation folder (command 
 ini file's folder (ini).  Give a PATH with ``=``: in ``pytest --gradcheck-json tests/`` the
 optional argument swallows ``tests/`` (as with pytest-cov's ``--cov``).  Bad or contradictory values
 (an unknown mode, a negative seed, the same file for both reports, a ``.json`` HTML report) stop
-the run with a ``pytest.UsageError`` that explains it.
+the run with a ``pytest.UsageError`` that explains it, and so does a PATH that names anything but
+a new file or a gradcheck report of that kind: a Python file (``pytest --gradcheck-html
+tests/test_rnn.py`` would have taken the test file as the PATH), a node id, a file pytest
+collects, or an existing file that is not a gradcheck JSON report (a ``"schema"`` starting with
+``"gradcheck."``) or HTML report (its ``<meta name="generator" content="gradcheck …">`` tag).
+
+Reports are written at the end of the run, each on its own and atomically (a temporary file,
+then a rename), so an older report stays whole until the new one replaces it.  Each carries the
+run's id and status (``run`` in the JSON, ``<meta name="gradcheck-run">`` in the HTML):
+``"complete"``, ``"interrupted"`` (Ctrl-C, ``-x``, ``--maxfail``) or ``"incomplete"`` (a collected
+test never reported); the HTML page shows a banner unless complete.  A target that another run
+wrote after this one started is left alone: this run's report goes next to it as
+``gradcheck-<run id[:8]>.json`` (or ``.html``) and the terminal says so.  A report that cannot be
+written is named in the terminal with the reason and fails the run: exit status 3
+(``ExitCode.INTERNAL_ERROR``) for a run that would otherwise exit 0 (or 5, no tests); a run that
+already fails keeps its status.
 
 The marker ``@pytest.mark.gradcheck(mode=..., references=..., rtol=..., atol=..., seed=...)``
 sets per-test options (on a function, class or module; the closest wins); an unknown key or a bad
@@ -34,9 +49,10 @@ value makes the test error with a message naming it.
 The fixture is session-scoped and finds the running test itself, so hypothesis ``@given`` tests
 use it without the ``function_scoped_fixture`` health check; their checks are aggregated into
 one row per check name (examples run, the worst or the failing minimal example, and how to
-reproduce it).  Rows travel on the test reports, so pytest-xdist runs lose none; a test whose
-worker crashed is a ``"no result"`` row.  Each test gets junitxml properties
-``gradcheck[NAME].verdict`` and ``gradcheck[NAME].max_rel_err``.
+reproduce it).  Each row carries its test's pytest outcome (``test_outcome``); a check that passed
+in a test that failed is marked so in the terminal and the HTML.  Rows travel on the test
+reports, so pytest-xdist runs lose none; a test whose worker crashed is a ``"no result"`` row.
+Each test gets junitxml properties ``gradcheck[NAME].verdict`` and ``gradcheck[NAME].max_rel_err``.
 
 This module is the shell: each step of a result's way lives in a module of
 :mod:`gradcheck.session`, and the hooks call them in this order:
@@ -51,11 +67,11 @@ This module is the shell: each step of a result's way lives in a module of
    the falsifying example of a hypothesis test from :mod:`~gradcheck.session.falsifying`)
    carried as JSON on the teardown report; ``pytest_runtest_logreport`` merges what reports
    carry (:mod:`~gradcheck.session.merge`), serial or on the xdist controller alike;
-5. the session's end writes the reports and the terminal summary
-   (:mod:`~gradcheck.session.summary`).
+5. the session's end writes the reports (:mod:`~gradcheck.session.output`) and the terminal
+   summary (:mod:`~gradcheck.session.summary`).
 
 This module imports neither JAX nor a plotting library nor a template engine; the report
-package is imported only when a report is written.
+package is imported only when a report is asked for.
 """
 
 from __future__ import annotations
@@ -69,6 +85,7 @@ from gradcheck.options import MODES
 from gradcheck.session.falsifying import exception_notes, falsifying_text
 from gradcheck.session.markers import MarkerError, marker_options
 from gradcheck.session.merge import REPORT_ATTR, SESSION_KEY, GradcheckSession
+from gradcheck.session.output import failed_exitstatus, report_lines, write_reports
 from gradcheck.session.recorder import Recorder
 from gradcheck.session.records import build_rows
 from gradcheck.session.settings import resolve_settings
@@ -151,18 +168,21 @@ def pytest_runtest_makereport(
     record = session.current if session is not None else None
     if session is None or record is None or record.nodeid != item.nodeid:
         return (yield)
-    rows: list[dict[str, Any]] = []
-    if call.when == "teardown":
-        rows = build_rows(record)
-        item.user_properties.extend(properties(rows))
     report = yield
     if report.failed and call.when in ("setup", "call") and record.outcome != "failed":
         record.outcome, record.error = "failed", _failure(report)
         if record.hypothesis and call.excinfo is not None:
             record.falsifying = falsifying_text(item.nodeid, exception_notes(call.excinfo.value))
+    record.note(call.when, report.outcome, xfail=hasattr(report, "wasxfail"),
+                failure=_failure(report) if report.failed else None)
     if call.when == "setup":
         setattr(report, REPORT_ATTR, session.payload(expected=True))
     elif call.when == "teardown":
+        # built after the teardown report, so that a teardown error is the row's test outcome
+        rows = build_rows(record)
+        props = properties(rows)
+        item.user_properties.extend(props)
+        report.user_properties.extend(props)  # the report copied the item's list already
         setattr(report, REPORT_ATTR, session.payload(rows=rows))
         session.close()
     return report
@@ -178,9 +198,26 @@ class _Merger:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.state.merge(report)
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.state.collect(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.state.collect(ids)
+
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+#: The run record and the exit status the session ended with, for the terminal summary.
+_END_KEY = pytest.StashKey[tuple[dict[str, Any], int]]()
+
+
+def _stopped(session: pytest.Session) -> str | None:
+    """Why the session stopped early (``-x``, ``--maxfail``, ...), or ``None``."""
+    why = session.shouldstop or session.shouldfail
+    return why if isinstance(why, str) else ("stopped early" if why else None)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -188,20 +225,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is None or _is_worker(config):
         return
-    settings = state.settings
-    if settings.json is None and settings.html is None:
-        return
-    try:
-        from gradcheck.report import session_document, write_html, write_json
-
-        doc = session_document(state.rows(), environment=state.environment(config),
-                               title=f"gradcheck: {config.rootpath.name}")
-        if settings.json is not None:
-            state.written.append(("JSON", write_json(doc, settings.json)))
-        if settings.html is not None:
-            state.written.append(("HTML", write_html(doc, settings.html)))
-    except Exception as exc:  # a report problem must not hide the test results
-        state.write_errors.append(f"{type(exc).__name__}: {exc}")
+    run = state.run_record(exitstatus=int(session.exitstatus), stopped=_stopped(session))
+    write_reports(state, environment=state.environment(config), run=run,
+                  title=f"gradcheck: {config.rootpath.name}")
+    if state.write_errors:  # a lost report fails the run; the terminal says which and why
+        session.exitstatus = failed_exitstatus(int(session.exitstatus))
+    config.stash[_END_KEY] = (run, int(session.exitstatus))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -214,7 +243,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_sep("-", "gradcheck")
     for line in summary_lines(rows):
         terminalreporter.write_line(line)
-    for kind, path in state.written:
-        terminalreporter.write_line(f"gradcheck {kind} report: {path}")
-    for error in state.write_errors:
-        terminalreporter.write_line(f"gradcheck could not write its report: {error}", red=True)
+    run, exitstatus = config.stash.get(_END_KEY, (None, None))
+    for text, red in report_lines(state, run, exitstatus):
+        terminalreporter.write_line(text, red=red)

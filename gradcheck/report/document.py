@@ -3,14 +3,30 @@
 A session document is::
 
     {"schema": "gradcheck.session/1", "title": str, "environment": {str: str},
-     "counts": {verdict: int}, "rows": [row, ...], "study": study}      # "study" optional
+     "counts": {verdict: int}, "rows": [row, ...], "study": study,      # "study" optional
+     "run": run}                                                        # "run" optional
 
 where each row is a :meth:`gradcheck.CheckResult.to_dict` record (``gradcheck.result/1``),
 optionally extended with ``test`` (a pytest node id), ``family``, ``module``, ``seconds``,
 ``examples`` (hypothesis examples run), ``falsifying`` (text), ``error`` (text; the row's verdict
-is then ``"error"``) and ``flows`` (a list of :meth:`gradcheck.FlowResult.to_dict` records).
+is then ``"error"``), ``flows`` (a list of :meth:`gradcheck.FlowResult.to_dict` records),
+``test_outcome`` (the pytest outcome of the test: ``"passed"``, ``"failed"``, ``"error"``,
+``"skipped"``, ``"xfailed"``, ``"xpassed"``, or ``"crashed"`` / ``"unfinished"`` for a test that
+never reported) and ``test_failure`` (text: why the test failed although the row's check passed).
 ``study``, when present, is a gradient-flow study (:meth:`gradcheck.study.Study.to_dict`,
 ``gradcheck.study/1``), such as ``gradcheck audit`` runs.
+
+``run``, when present (the pytest plugin writes it), says which run wrote the document and
+whether it is a complete record::
+
+    {"id": str,                  # uuid4 hex of the run; the HTML page carries it too
+     "status": "complete" | "interrupted" | "incomplete", "complete": bool,
+     "reason": str | None,       # why it is not complete
+     "started": str, "finished": str,                    # ISO 8601, UTC
+     "collected": int, "n_missing": int, "missing": [nodeid, ...]}   # tests that never reported
+
+``"interrupted"``: the session stopped early (Ctrl-C, ``-x`` / ``--maxfail``, ``pytest.exit``);
+``"incomplete"``: it ran to its end but some collected test never reported.
 
 :func:`load` also reads a ``gradcheck audit`` file (``gradcheck.audit/1``, keeping its ``study``),
 a single check result (``gradcheck.result/1``), a single flow (``gradcheck.flow/1``) and a
@@ -93,7 +109,8 @@ def _counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def session_document(rows: list[dict[str, Any]], *, environment: dict[str, Any] | None = None,
-                     title: str = "gradcheck", study: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     title: str = "gradcheck", study: Mapping[str, Any] | None = None,
+                     run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The session document of ``rows``; ``environment`` entries win over the detected ones.
 
     Args:
@@ -102,9 +119,11 @@ def session_document(rows: list[dict[str, Any]], *, environment: dict[str, Any] 
         environment: entries to record (seed, mode, ...); versions, platform and time are filled in.
         title: the page title.
         study: a gradient-flow study record (``gradcheck.study/1``) to carry along, or ``None``.
+        run: the run record (id, status, ...; see the module docstring), or ``None``.
 
     Raises:
-        ReportFormatError: ``rows`` is not a list of dicts, or ``study`` is not a study record.
+        ReportFormatError: ``rows`` is not a list of dicts, ``study`` is not a study record, or
+            ``run`` is not a dict with a text ``id``.
 
     Examples:
         >>> doc = session_document([{"name": "f", "verdict": "pass", "leaves": []}], title="demo")
@@ -118,6 +137,10 @@ def session_document(rows: list[dict[str, Any]], *, environment: dict[str, Any] 
            "counts": _counts(rows), "rows": rows}
     if study is not None:
         doc["study"] = _study(study)
+    if run is not None:
+        if not (isinstance(run, Mapping) and isinstance(run.get("id"), str)):
+            raise ReportFormatError(f"a run record must be a dict with a text 'id', got {run!r}")
+        doc["run"] = dict(run)
     return doc
 
 

@@ -6,6 +6,11 @@ study (``study``, :mod:`gradcheck.study`) gets a section of its own: the study's
 of ‖∂L/∂h_t‖ per model, the fitted slopes against log η, and the truncation-bias curves.
 Templates are rendered by jinja2 with autoescaping on, so every string taken from the document
 (test ids, names, messages) is text.
+
+A document with a ``run`` record carries its run id in ``<meta name="gradcheck-run">``; a run
+that is not ``"complete"`` gets a banner at the top saying so.  A row whose check passed in a
+test that failed (``test_outcome``) is marked "test failed" in the table and has a drill-down,
+so it never looks green.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ MAX_DRILLDOWNS = 500
 _AGREEMENTS = ("hand_vs_numeric", "hand_vs_autodiff", "numeric_vs_autodiff")
 _SLUG = re.compile(r"[^A-Za-z0-9_]+")
 _VERDICT_CLASS = re.compile(r"[^a-z]+")
+#: What the table says of a passing check in a test with this pytest outcome.
+_FAILED_TESTS = {"failed": "test failed", "error": "test errored"}
+#: How the banner opens for a run that is not complete.
+_STATUS_TEXT = {"interrupted": "Interrupted run", "incomplete": "Incomplete run"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,9 +132,18 @@ def _check_name(row: Mapping[str, Any]) -> str:
     return str(row.get("name") or row.get("test") or "(unnamed)")
 
 
+def _test_failed(row: Mapping[str, Any]) -> str:
+    """``"test failed"`` / ``"test errored"`` for a row whose check passed in a test that did not
+    (``""`` otherwise: a failing check's test failing is no news)."""
+    if row.get("verdict") != "pass":
+        return ""
+    return _FAILED_TESTS.get(str(row.get("test_outcome")), "")
+
+
 def _table_rows(row: Mapping[str, Any], anchor: str | None) -> Iterator[dict[str, Any]]:
     base = {"test": str(row.get("test") or row.get("module") or ""), "check": _check_name(row),
-            "family": str(row.get("family") or ""), "examples": row.get("examples"), "anchor": anchor}
+            "family": str(row.get("family") or ""), "examples": row.get("examples"), "anchor": anchor,
+            "test_failed": _test_failed(row)}
     leaves = [leaf for leaf in row.get("leaves") or [] if isinstance(leaf, Mapping)]
     if not leaves:
         message = row.get("error") or ("no gradient check" if row.get("flows") else "no result")
@@ -150,6 +168,7 @@ def _drilldown(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
     return {
         "anchor": anchor, "row": row, "test": str(row.get("test") or ""),
         "check": _check_name(row), "verdict": str(row.get("verdict", "unknown")),
+        "test_failed": _test_failed(row),
         "leaves": [{"leaf": leaf, "heatmap": heatmap_svg(leaf), "worst": leaf.get("worst") or [],
                     "probes": leaf.get("probes") or []} for leaf in leaves],
     }
@@ -236,15 +255,35 @@ def _summary(rows: list[Mapping[str, Any]]) -> dict[str, list[str]]:
             "dtypes": sorted(dtypes), "references": sorted(refs)}
 
 
+def _run(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run record's id and status, and the banner of a run that is not complete."""
+    run = doc.get("run")
+    if not isinstance(run, Mapping):
+        return None
+    status = str(run.get("status") or "unknown")
+    banner = None
+    if status != "complete":
+        reason = f" ({run['reason']})" if run.get("reason") else ""
+        opening = _STATUS_TEXT.get(status, f"Run status {status!r}")
+        banner = f"{opening}{reason}: this report is not a complete record of the test session."
+        n_missing, collected = run.get("n_missing"), run.get("collected")
+        if isinstance(n_missing, int) and n_missing and isinstance(collected, int):
+            banner += f" {n_missing} of {collected} collected tests did not report."
+    missing = [str(m) for m in run.get("missing") or []]
+    return {"id": str(run.get("id", "")), "status": status, "banner": banner, "missing": missing[:20],
+            "more_missing": max(0, len(missing) - 20)}
+
+
 def _context(doc: Mapping[str, Any]) -> dict[str, Any]:
     rows = [row for row in doc["rows"] if isinstance(row, Mapping)]
     ids, counter = _Ids(), iter(range(1 << 62))
     table: list[dict[str, Any]] = []
     drilldowns: list[dict[str, Any]] = []
     flows: list[dict[str, Any]] = []
-    n_failed = 0
+    n_failed = n_test_failed = 0
     for row in rows:
-        failed = row.get("verdict") != "pass"
+        n_test_failed += bool(_test_failed(row))
+        failed = row.get("verdict") != "pass" or bool(_test_failed(row))
         anchor = ids(_check_name(row)) if failed and len(drilldowns) < MAX_DRILLDOWNS else None
         table.extend(_table_rows(row, anchor))
         if anchor is not None:
@@ -256,7 +295,7 @@ def _context(doc: Mapping[str, Any]) -> dict[str, Any]:
             "environment": dict(doc.get("environment") or {}), "counts": dict(doc.get("counts") or {}),
             "summary": _summary(rows), "table": table, "verdicts": verdicts, "n_checks": len(rows),
             "drilldowns": drilldowns, "n_failed": n_failed, "flows": flows, "max_plots": MAX_PLOTS,
-            "study": _study(doc, ids)}
+            "study": _study(doc, ids), "run": _run(doc), "n_test_failed": n_test_failed}
 
 
 def render_html(doc: dict[str, Any]) -> str:

@@ -4,8 +4,9 @@ The ``gradcheck`` fixture appends an :class:`Entry` per check to the running tes
 :class:`TestRecord`; at teardown :func:`build_rows` turns the record into the rows that travel
 on the test report (one per check, or one per check name across hypothesis examples).  Rows are
 plain JSON dicts of the ``gradcheck.result`` schema, so the report renders them like any other
-result.  Nothing here imports JAX or a template engine; hypothesis is looked up in
-``sys.modules`` only while a check runs.
+result, and each carries the test's pytest outcome (``test_outcome``; see :meth:`TestRecord.note`)
+so that a check that passed in a test that failed does not look green.  Nothing here imports
+JAX or a template engine; hypothesis is looked up in ``sys.modules`` only while a check runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ class Entry:
 
 @dataclass(slots=True)
 class TestRecord:
-    """What one test recorded; ``example`` counts hypothesis examples seen so far."""
+    """What one test recorded; ``example`` counts hypothesis examples seen so far.
+
+    ``outcome`` / ``error`` say whether setup or call failed (a test that failed before any check
+    gets an error row); ``test_outcome`` / ``test_failure`` are the test's pytest outcome over all
+    its phases and why it failed, for every row.
+    """
 
     __test__ = False  # not a pytest test class
 
@@ -44,6 +50,25 @@ class TestRecord:
     outcome: str = "passed"
     error: str | None = None
     falsifying: str | None = None
+    test_outcome: str = "passed"
+    test_failure: str | None = None
+
+    def note(self, when: str, outcome: str, *, xfail: bool = False, failure: str | None = None) -> None:
+        """Take the pytest outcome of one phase (``"passed"``, ``"failed"`` or ``"skipped"``).
+
+        A failure wins over anything else (``"failed"`` in the call, ``"error"`` in setup or
+        teardown, as pytest counts them); otherwise the first of ``"skipped"``, ``"xfailed"``
+        (an expected failure) and ``"xpassed"`` (an unexpected pass) stays.
+        """
+        if outcome == "failed":
+            if self.test_outcome not in ("failed", "error"):
+                self.test_outcome = "failed" if when == "call" else "error"
+                self.test_failure = failure
+        elif self.test_outcome == "passed":
+            if outcome == "skipped":
+                self.test_outcome = "xfailed" if xfail else "skipped"
+            elif xfail and when == "call":
+                self.test_outcome = "xpassed"
 
     def current_example(self) -> int | None:
         """The index of the running hypothesis example (``None`` outside ``@given``)."""
@@ -135,12 +160,17 @@ def build_rows(record: TestRecord) -> list[dict[str, Any]]:
     for r in rows:
         r["test"] = nodeid
         r["options"] = _plain(r.get("options", {}))
+        r["test_outcome"] = record.test_outcome
+        if r["verdict"] == "pass" and record.test_outcome in ("failed", "error") and record.test_failure:
+            r["test_failure"] = record.test_failure
     return rows
 
 
 def no_result_row(nodeid: str, why: str | None) -> dict[str, Any]:
-    """The row of a test that was expected to report but never did (its worker crashed)."""
+    """The row of a test that was expected to report but never did: its worker crashed (``why``
+    says how; ``test_outcome`` ``"crashed"``) or the run stopped first (``"unfinished"``)."""
     row = base_row(nodeid.rpartition("::")[2], "test", "no result")
     row["error"] = why or "the test started but no result came back (crashed worker?)"
     row["test"] = nodeid
+    row["test_outcome"] = "crashed" if why else "unfinished"
     return row

@@ -1,7 +1,11 @@
 """The pytest plugin's run-wide settings: ``--gradcheck-*`` options over ``gradcheck_*`` ini keys.
 
 :func:`resolve_settings` reads them once, at ``pytest_configure``, and turns every bad or
-contradictory value into a ``pytest.UsageError`` so the run stops before any test does.
+contradictory value into a ``pytest.UsageError`` so the run stops before any test does.  A
+report path must not name a file that is not a gradcheck report of its kind: not a Python file
+(``pytest --gradcheck-html tests/test_rnn.py`` takes the test file as the PATH), a node id, a
+file name pytest collects, or an existing file without the report's mark
+(:func:`gradcheck.report.targets.refusal`, imported only when a report path is given).
 Nothing here imports JAX, hypothesis or a template engine.
 """
 
@@ -78,8 +82,30 @@ def _resolve_path(value: str, base: Path, default_name: str, root: Path) -> Path
     return path
 
 
-def _report_paths(found: dict[str, _Found], root: Path) -> dict[str, Path]:
-    """The JSON and HTML report paths, refusing swapped suffixes and one file for both."""
+def _collected_patterns(config: pytest.Config) -> list[str]:
+    """File-name patterns of what pytest collects: ``python_files`` and the doctest globs."""
+    patterns = [str(p) for p in config.getini("python_files") or ()]
+    if config.pluginmanager.has_plugin("doctest"):
+        patterns += [str(p) for p in config.getoption("doctestglob", None) or ("test*.txt",)]
+    return patterns
+
+
+def _refusal(key: str, found: _Found, path: Path, why: str) -> pytest.UsageError:
+    """The usage error of a report path that names something a report must not overwrite."""
+    value, source, _ = found
+    if source.startswith("--"):
+        fix = (f"If {source} took the next word as its PATH, write {source}=PATH (with '='); "
+               f"otherwise give a path ending in .{key} that is new or a gradcheck {key.upper()} report.")
+    else:
+        fix = (f"Give gradcheck_{key} a path ending in .{key} that is new or a gradcheck "
+               f"{key.upper()} report.")
+    return pytest.UsageError(f"{source}={value!r}: refusing to write the {key.upper()} report to "
+                             f"{path}, which {why}. {fix}")
+
+
+def _report_paths(found: dict[str, _Found], root: Path, collected: list[str]) -> dict[str, Path]:
+    """The JSON and HTML report paths, refusing swapped suffixes, one file for both, and paths
+    that name something else than a gradcheck report of that kind."""
     paths: dict[str, Path] = {}
     for key, suffixes in _WRONG_SUFFIXES.items():
         if key in found:
@@ -95,6 +121,13 @@ def _report_paths(found: dict[str, _Found], root: Path) -> dict[str, Path]:
             f"--gradcheck-json and --gradcheck-html both write to {paths['json']}: "
             "give the JSON and the HTML report different paths."
         )
+    if paths:
+        from gradcheck.report.targets import refusal
+
+        for key, path in paths.items():
+            why = refusal(path, key, collected=collected)
+            if why is not None:
+                raise _refusal(key, found[key], path, why)
     return paths
 
 
@@ -120,7 +153,7 @@ def _seed(value: str, source: str) -> int:
 def resolve_settings(config: pytest.Config) -> Settings:
     """Read and validate the options (command line wins over ini); bad values are usage errors."""
     found = _found(config)
-    paths = _report_paths(found, config.rootpath)
+    paths = _report_paths(found, config.rootpath, _collected_patterns(config) if found else [])
     mode = _mode(*found["mode"][:2]) if "mode" in found else None
     seed = _seed(*found["seed"][:2]) if "seed" in found else None
     return Settings(json=paths.get("json"), html=paths.get("html"), mode=mode, seed=seed)

@@ -8,7 +8,9 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +113,64 @@ def test_console_script_audits_the_zoo_and_writes_the_report(tmp_path: Path) -> 
     page = (tmp_path / "gradcheck.html").read_text()
     assert 'id="study-table"' in page and 'id="study-slope"' in page and 'id="study-truncation"' in page
     assert "gradient-flow study (T=24" in done.stdout
+
+
+def _passing_row(case: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": case["name"], "verdict": "pass", "passed": True, "leaves": [], "family": "f"}
+
+
+def test_report_never_overwrites_what_is_not_a_gradcheck_page(tmp_path: Path) -> None:
+    from gradcheck import report as rep
+
+    source = rep.write_json(rep.session_document([]), tmp_path / "results.json")
+    test_file = tmp_path / "test_rnn.py"
+    test_file.write_text("def test_x():\n    pass\n")
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html>mine</html>")
+    for target, why in ((test_file, "is a Python file (.py)"), (notes, "exists and is not a gradcheck HTML"),
+                        (tmp_path / "results.json", "ends in .json")):
+        out = io.StringIO()
+        assert cli.report(source, target, stream=out) == 2
+        assert out.getvalue().startswith(f"gradcheck report: refusing to write {target}, which {why}")
+        assert "give -o a path ending in .html" in out.getvalue()
+    assert test_file.read_text() == "def test_x():\n    pass\n" and notes.read_text() == "<html>mine</html>"
+    assert cli.main(["report", str(source), "-o", str(tmp_path / "page.html")]) == 0
+    assert cli.main(["report", str(source), "-o", str(tmp_path / "page.html")]) == 0  # its own page again
+
+
+def test_audit_refuses_an_output_folder_it_must_not_write_into(user_module: str, tmp_path: Path) -> None:
+    ran: list[object] = []
+
+    def runner(case: Mapping[str, Any]) -> dict[str, Any]:
+        ran.append(case)
+        return _passing_row(case)
+
+    test_file = tmp_path / "test_rnn.py"
+    test_file.write_text("def test_x():\n    pass\n")
+    out = io.StringIO()
+    assert cli.audit([user_module], test_file, stream=out, runner=runner) == 2
+    assert out.getvalue().startswith(f"gradcheck audit: -o {str(test_file)!r} is a file, not a folder")
+    foreign = tmp_path / "out"
+    foreign.mkdir()
+    (foreign / "gradcheck.json").write_text('{"mine": true}')
+    out = io.StringIO()
+    assert cli.audit([user_module], foreign, stream=out, runner=runner) == 2
+    assert "refusing to write" in out.getvalue() and "is not a gradcheck JSON report" in out.getvalue()
+    assert ran == [] and (foreign / "gradcheck.json").read_text() == '{"mine": true}'
+    assert not (foreign / "gradcheck.html").exists()
+
+
+def test_audit_writes_each_report_on_its_own_and_a_lost_one_fails_it(
+        user_module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradcheck import report as rep
+
+    def broken(doc: object, path: object) -> Path:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rep, "write_html", broken)
+    out = io.StringIO()
+    code = cli.audit([user_module], tmp_path / "reports", stream=out, runner=_passing_row)
+    assert code == cli.WRITE_FAILED == 3
+    assert json.loads((tmp_path / "reports" / "gradcheck.json").read_text())["schema"] == cli.AUDIT_SCHEMA
+    assert f"gradcheck audit: could not write {tmp_path / 'reports' / 'gradcheck.html'}: OSError: disk full" \
+        in out.getvalue()

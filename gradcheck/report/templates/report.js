@@ -55,7 +55,9 @@
     var want = verdict.value;
     var n = 0;
     rows.forEach(function (row) {
-      var ok = (!want || row.getAttribute("data-verdict") === want) &&
+      var match = want === "test-failed" ? row.hasAttribute("data-test-failed")
+        : row.getAttribute("data-verdict") === want;
+      var ok = (!want || match) &&
         (!text || row.textContent.toLowerCase().indexOf(text) !== -1);
       row.hidden = !ok;
       if (ok) { n += 1; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -65,3 +66,24 @@ def test_environment_fills_the_defaults_of_unset_settings() -> None:
         "mode": "auto", "seed": 0, "pytest": pytest.__version__, "workers": "2", "rootdir": str(Path("/r"))}
     set_env = GradcheckSession(Settings(mode="full", seed=4)).environment(config)
     assert (set_env["mode"], set_env["seed"]) == ("full", 4)
+
+
+def test_run_record_says_complete_interrupted_or_incomplete() -> None:
+    session = GradcheckSession(Settings())
+    assert len(session.run_id) == 32 and int(session.run_id, 16) >= 0  # uuid4 hex
+    assert GradcheckSession(Settings()).run_id != session.run_id
+    session.collect(["t.py::test_a", "t.py::test_b"])
+    session.collect(["t.py::test_a", "t.py::test_b"])  # a second xdist worker collects the same
+    session.merge(_report("t.py::test_a", "teardown"))
+    record = session.run_record(exitstatus=pytest.ExitCode.OK)
+    assert (record["status"], record["complete"], record["collected"]) == ("incomplete", False, 2)
+    assert (record["missing"], record["n_missing"]) == (["t.py::test_b"], 1)
+    assert record["reason"] == "1 of 2 collected tests never reported" and record["id"] == session.run_id
+    stopped = session.run_record(exitstatus=pytest.ExitCode.TESTS_FAILED, stopped="stopping after 1 failures")
+    assert (stopped["status"], stopped["reason"]) == ("interrupted", "stopping after 1 failures")
+    interrupted = session.run_record(exitstatus=pytest.ExitCode.INTERRUPTED)
+    assert (interrupted["status"], interrupted["reason"]) == ("interrupted", "KeyboardInterrupt or pytest.exit")
+    session.merge(_report("t.py::test_b", "???", longrepr="worker 'gw1' crashed"))  # a crash is an end
+    done = session.run_record(exitstatus=pytest.ExitCode.TESTS_FAILED)
+    assert (done["status"], done["complete"], done["reason"], done["missing"]) == ("complete", True, None, [])
+    json.dumps(done, allow_nan=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
 from gradcheck.result import SCHEMA_VERSION
 from gradcheck.session.records import (
     Entry,
@@ -73,3 +75,39 @@ def test_no_result_row_names_the_test_and_why() -> None:
 def test_current_example_is_none_outside_a_hypothesis_test() -> None:
     record = TestRecord("t.py::test_x", hypothesis=True)
     assert record.current_example() is None and record.example == 0
+
+
+@pytest.mark.parametrize(("phases", "outcome"), [
+    ([("setup", "passed"), ("call", "passed"), ("teardown", "passed")], "passed"),
+    ([("setup", "passed"), ("call", "failed"), ("teardown", "passed")], "failed"),
+    ([("setup", "failed"), ("teardown", "passed")], "error"),
+    ([("setup", "passed"), ("call", "passed"), ("teardown", "failed")], "error"),
+    ([("setup", "passed"), ("call", "failed"), ("teardown", "failed")], "failed"),
+    ([("setup", "skipped"), ("teardown", "passed")], "skipped"),
+    ([("setup", "passed"), ("call", "skipped", True), ("teardown", "passed")], "xfailed"),
+    ([("setup", "passed"), ("call", "passed", True), ("teardown", "passed")], "xpassed"),
+    ([("setup", "passed"), ("call", "passed", True), ("teardown", "failed")], "error"),
+], ids=["passed", "failed", "setup-error", "teardown-error", "failed-then-error", "skipped", "xfailed",
+        "xpassed", "xpassed-then-error"])
+def test_the_test_outcome_is_read_as_pytest_counts_it(phases: list[tuple[Any, ...]], outcome: str) -> None:
+    record = TestRecord("t.py::test_x")
+    for when, result, *xfail in phases:
+        record.note(when, result, xfail=bool(xfail), failure=f"{when} broke" if result == "failed" else None)
+    assert record.test_outcome == outcome
+    assert record.test_failure == (None if outcome in ("passed", "skipped", "xfailed", "xpassed")
+                                   else next(f"{w} broke" for w, r, *_ in phases if r == "failed"))
+
+
+def test_every_row_carries_the_test_outcome_and_a_passing_one_says_why_its_test_failed() -> None:
+    record = TestRecord("t.py::test_x")
+    record.entries = [Entry(base_row("a", "check_grad", "pass")), Entry(base_row("b", "check_grad", "fail"))]
+    record.note("call", "failed", failure="AssertionError: later bug")
+    passed, failed = build_rows(record)
+    assert (passed["test_outcome"], passed["test_failure"]) == ("failed", "AssertionError: later bug")
+    assert failed["test_outcome"] == "failed" and "test_failure" not in failed  # its own verdict says it
+    record = TestRecord("t.py::test_y")
+    record.entries = [Entry(base_row("a", "check_grad", "pass"))]
+    (row,) = build_rows(record)
+    assert row["test_outcome"] == "passed" and "test_failure" not in row
+    assert no_result_row("t.py::test_c", "worker 'gw0' crashed")["test_outcome"] == "crashed"
+    assert no_result_row("t.py::test_c", None)["test_outcome"] == "unfinished"

@@ -64,3 +64,42 @@ def test_bad_values_are_usage_errors_naming_their_source(
     with pytest.raises(pytest.UsageError) as info:
         _settings(pytester, *args, ini=ini)
     assert fnmatch(str(info.value), message), str(info.value)
+
+
+@pytest.mark.parametrize("key", ["json", "html"])
+def test_a_swallowed_test_file_is_a_usage_error_that_says_what_to_do(pytester: pytest.Pytester, key: str) -> None:
+    test_file = pytester.makepyfile(test_rnn="def test_x():\n    pass\n")
+    with pytest.raises(pytest.UsageError) as info:
+        _settings(pytester, f"--gradcheck-{key}", "test_rnn.py")
+    message = str(info.value)
+    assert message.startswith(f"--gradcheck-{key}='test_rnn.py': refusing to write the {key.upper()} "
+                              f"report to {test_file}, which is a Python file (.py)")
+    assert f"write --gradcheck-{key}=PATH (with '=')" in message and f"a path ending in .{key}" in message
+    with pytest.raises(pytest.UsageError, match="looks like a pytest node id"):
+        _settings(pytester, f"--gradcheck-{key}", "test_rnn.py::test_x")
+
+
+def test_ini_keys_and_existing_files_that_are_not_reports_are_refused(pytester: pytest.Pytester) -> None:
+    with pytest.raises(pytest.UsageError) as info:
+        _settings(pytester, ini="gradcheck_html = tests/test_rnn.py")
+    assert str(info.value).startswith("gradcheck_html (ini option in tox.ini)='tests/test_rnn.py': refusing")
+    assert "Give gradcheck_html a path ending in .html" in str(info.value)
+    (pytester.path / "tox.ini").unlink()
+    pytester.makefile(".json", data='{"keep": "me"}')
+    with pytest.raises(pytest.UsageError, match=r"data.json, which exists and is not a gradcheck JSON report"):
+        _settings(pytester, "--gradcheck-json=data.json")
+    pytester.makefile(".html", page="<html><head></head><body>mine</body></html>")
+    with pytest.raises(pytest.UsageError, match=r"page.html, which exists and is not a gradcheck HTML report"):
+        _settings(pytester, "--gradcheck-html=page.html")
+    pytester.makefile(".txt", test_doc="a doctest file")
+    with pytest.raises(pytest.UsageError, match=r"which matches 'test\*.txt', a file name pytest collects"):
+        _settings(pytester, "--gradcheck-json=test_doc.txt")
+
+
+def test_an_older_gradcheck_report_may_be_replaced(pytester: pytest.Pytester) -> None:
+    from gradcheck import report
+
+    report.write_json(report.session_document([]), pytester.path / "old.json")
+    report.write_html(report.session_document([]), pytester.path / "old.html")
+    settings = _settings(pytester, "--gradcheck-json=old.json", "--gradcheck-html=old.html")
+    assert (settings.json, settings.html) == (pytester.path / "old.json", pytester.path / "old.html")

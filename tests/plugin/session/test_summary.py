@@ -38,3 +38,16 @@ def test_properties_give_max_rel_err_only_for_rows_with_a_measured_leaf() -> Non
     rows = [_row("t::a", "error"), {**_row("t::a", "pass", _leaf("W", "pass", 3e-9)), "name": "d"}]
     assert properties(rows) == [("gradcheck[c].verdict", "error"), ("gradcheck[d].verdict", "pass"),
                                 ("gradcheck[d].max_rel_err", "3.000e-09")]
+
+
+def test_a_passing_check_in_a_failed_test_is_counted_and_listed_as_such() -> None:
+    bad = {**_row("t::a", "pass", _leaf("W", "pass", 1e-9)), "test_outcome": "failed",
+           "test_failure": "AssertionError: later bug\nassert 1 == 2"}
+    errored = {**_row("t::b", "pass"), "test_outcome": "error"}
+    fine = {**_row("t::c", "pass"), "test_outcome": "passed"}
+    lines = summary_lines([bad, errored, fine, {**_row("t::d", "fail"), "test_outcome": "failed"}])
+    assert lines[0] == "4 checks in 4 tests: 3 pass (2 in failed tests), 1 fail"
+    assert lines[2] == "  PASS  t::a c W  max rel err 1.00e-09  [test failed]"
+    assert lines[3:] == ["  TEST FAILED t::a c: the check passed, the test did not: AssertionError: later bug",
+                         "  TEST ERROR t::b c: the check passed, the test did not: "]
+    assert summary_lines([bad])[0] == "1 checks in 1 tests: 1 pass (1 in a failed test)"
