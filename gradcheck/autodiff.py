@@ -104,18 +104,21 @@ def gradient(
                 reasons.append("JAX's gradient holds NaN/Inf")
                 continue
             if not abs(value - expected) <= tol:
-                apart = (f"{abs(value - expected):.3g} apart, beyond the forward's noise floor "
-                         f"allowance {tol:.3g}")
-                mismatch = (f"{description} gives the loss {value!r}, the forward {expected!r} "
-                            f"({apart})")
+                apart = _apart(value, expected, tol)
                 if not twin:
-                    reasons.append(f"on JAX arrays the forward gives the loss {value!r}, not "
-                                   f"{expected!r} ({apart}): not the same function")
+                    reasons.append(f"on JAX arrays the forward gives the loss {apart}: not the "
+                                   "same function")
                     continue
-                return AutodiffResult(out, description, mismatch)
+                return AutodiffResult(out, description, f"{description} gives the loss {apart}")
             return AutodiffResult(out, description, "", None if twin else loss)
     unique = list(dict.fromkeys(reasons))
     return AutodiffResult(None, "", "no JAX path (" + "; ".join(unique) + ")")
+
+
+def _apart(value: float, expected: float, tol: float) -> str:
+    """How a JAX loss differs from the numpy forward's, with enough digits to show it."""
+    return (f"{value!r}, not {expected!r} ({abs(value - expected):.3g} apart, beyond the "
+            f"forward's noise floor allowance {tol:.3g})")
 
 
 def _reason(exc: BaseException) -> str:
