@@ -22,17 +22,73 @@ from gradcheck.errors import (
 __all__ = [
     "call_user",
     "check_deterministic",
+    "copier",
     "copy_tree",
+    "copy_with_notes",
     "first_change",
     "first_nonfinite",
+    "real_loss",
     "scalar_loss",
+    "uncopied_notes",
     "validate_param",
 ]
 
 
 def copy_tree(tree: Any) -> Any:
-    """A deep copy in which arrays keep their subclass (``np.matrix`` stays a matrix)."""
-    return copy.deepcopy(tree)
+    """A deep copy in which arrays keep their subclass (``np.matrix`` stays a matrix); what
+    cannot be deep-copied (a lock, a generator, an open file, a module) is passed through as
+    itself (see :func:`copy_with_notes`)."""
+    return copy_with_notes(tree)[0]
+
+
+def copy_with_notes(tree: Any) -> tuple[Any, list[tuple[str, str]]]:
+    """A deep copy of ``tree`` and, for each part that cannot be deep-copied and is passed
+    through uncopied, its path and why.
+
+    A tree that ``copy.deepcopy`` copies is copied by it, as one call (aliasing kept).  Otherwise
+    its dicts, lists and tuples are rebuilt and every other part is deep-copied on its own with
+    a shared memo; a part whose copy fails is kept as the same object (identity).
+    """
+    try:
+        return copy.deepcopy(tree), []
+    except Exception:  # any failure of a user's __deepcopy__/__reduce__: copy part by part
+        uncopied: list[tuple[str, str]] = []
+        return _copy_parts(tree, (), {}, uncopied), uncopied
+
+
+def copier(tree: Any) -> tuple[Callable[[], Any], list[tuple[str, str]]]:
+    """A function returning a fresh copy of ``tree`` at each call, and the parts it passes
+    uncopied; a tree that deep-copies is copied exactly as :func:`copy.deepcopy` does."""
+    _, uncopied = copy_with_notes(tree)
+    if not uncopied:
+        return lambda: copy.deepcopy(tree), []
+    return lambda: _copy_parts(tree, (), {}, []), uncopied
+
+
+def uncopied_notes(uncopied: Sequence[tuple[str, str]], users: str) -> list[str]:
+    """One note per part that :func:`copy_with_notes` passed through uncopied."""
+    return [f"{name} cannot be copied ({why}): it is passed to {users} uncopied, the same object "
+            "at every call, so changes made to it cannot be detected" for name, why in uncopied]
+
+
+def _copy_parts(tree: Any, path: tuple[Any, ...], memo: dict[int, Any],
+                uncopied: list[tuple[str, str]]) -> Any:
+    if type(tree) is dict:
+        return {k: _copy_parts(v, (*path, k), memo, uncopied) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        fields = zip(tree._fields, tree, strict=True)
+        return type(tree)(*(_copy_parts(v, (*path, f), memo, uncopied) for f, v in fields))
+    if type(tree) in (list, tuple):
+        parts = [_copy_parts(v, (*path, i), memo, uncopied) for i, v in enumerate(tree)]
+        return parts if type(tree) is list else tuple(parts)
+    trial = dict(memo)  # a failed copy can leave half-built objects in its memo: drop them
+    try:
+        out = copy.deepcopy(tree, trial)
+    except Exception as exc:
+        uncopied.append((path_name(path), f"{type(exc).__name__}: {exc}"))
+        return tree
+    memo.update(trial)
+    return out
 
 
 def call_user(fn: Callable[..., Any], what: str, *args: Any, where: str = "") -> Any:
@@ -113,6 +169,19 @@ def scalar_loss(value: Any, what: str) -> complex | float:
     if isinstance(out, complex):
         return out
     return float(out)
+
+
+def real_loss(value: Any, what: str) -> float:
+    """The loss of real parameters at a real point: a real scalar, or an :class:`InvalidArgument`
+    saying what to return (a complex loss is never silently cut to its real part)."""
+    got = scalar_loss(value, what)
+    if isinstance(got, complex):
+        raise InvalidArgument(
+            f"{what} returned a complex loss {got!r} for real parameters: gradcheck checks the "
+            "gradient of a real scalar loss and does not drop the imaginary part. Return a real "
+            "scalar, e.g. loss.real or abs(loss), whichever your hand gradient differentiates."
+        )
+    return got
 
 
 def check_finite_loss(loss: float, what: str) -> None:

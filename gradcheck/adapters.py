@@ -13,13 +13,13 @@ comes in other shapes; each adapter here wraps one of them without changing the 
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from gradcheck import _hygiene as hy
 from gradcheck._tree import flatten
 from gradcheck.errors import GradientStructureError, InvalidArgument
 
@@ -32,7 +32,8 @@ class CS231nLayer:
     ``params`` names the differentiable arguments after ``x`` in the forward's signature, in
     order; ``static`` gives the others by name (``conv_param``, ``pool_param``, ``bn_param``),
     deep-copied for every call so a forward that updates them (batch-norm running means) stays
-    deterministic.  The backward returns ``dx`` alone or ``(dx, d<param1>, d<param2>, …)``.
+    deterministic; a part that cannot be copied (a lock, an open file) is passed as itself, and
+    ``notes`` says so.  The backward returns ``dx`` alone or ``(dx, d<param1>, d<param2>, …)``.
     """
 
     def __init__(self, forward: Callable[..., Any], backward: Callable[..., Any],
@@ -40,6 +41,8 @@ class CS231nLayer:
         self._forward, self._backward = forward, backward
         self.param_names, self.static = tuple(params), dict(static)
         self.__name__ = getattr(forward, "__name__", "layer")
+        uncopied = hy.copy_with_notes(self.static)[1]
+        self.notes: tuple[str, ...] = tuple(hy.uncopied_notes(uncopied, self.__name__))
 
     def _args(self, params: Mapping[str, Any], x: Any) -> list[Any]:
         missing = [n for n in self.param_names if n not in params]
@@ -48,7 +51,7 @@ class CS231nLayer:
                 f"{self.__name__} takes parameters {list(self.param_names)} but params has "
                 f"{list(params)}: pass params={{{', '.join(repr(n) + ': ...' for n in self.param_names)}}}."
             )
-        static = copy.deepcopy(self.static)
+        static = hy.copy_tree(self.static)
         sig = _positional_names(self._forward)
         if sig is None:
             return [x, *(params[n] for n in self.param_names), *static.values()]

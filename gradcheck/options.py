@@ -89,19 +89,38 @@ class CheckOptions:
 KNOWN: tuple[str, ...] = tuple(sorted(f.name for f in fields(CheckOptions)))
 
 
+#: The names a tolerance mapping's misspelt dtype key is matched against for a hint.
+_DTYPE_NAMES: tuple[str, ...] = ("float16", "float32", "float64", "complex64", "complex128",
+                                "half", "single", "double")
+
+
 def _is_dtype(key: Any) -> bool:
     try:
         return np.dtype(key).kind in "fc"
-    except TypeError:
+    except (TypeError, ValueError):
         return False
 
 
-def _is_tolerance(v: Any) -> bool:
-    """A finite non-negative number, or a non-empty ``{float dtype: number}`` mapping."""
-    if isinstance(v, Mapping):
-        return bool(v) and all(_is_dtype(k) and _is_tolerance(x) for k, x in v.items())
+def _is_number(v: Any) -> bool:
+    """A finite non-negative real number (not a bool)."""
     return bool(isinstance(v, int | float | np.integer | np.floating)
                 and not isinstance(v, bool | np.bool_) and math.isfinite(v) and v >= 0)
+
+
+def _tolerance_entry(key: str, value: Mapping[Any, Any], k: Any, x: Any) -> None:
+    """One ``{dtype: number}`` entry of a tolerance mapping, or an error naming the option, the
+    key and the value (with the closest dtype name for a misspelt key)."""
+    if not _is_dtype(k):
+        close = difflib.get_close_matches(str(k), _DTYPE_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InvalidArgument(
+            f"{key}={value!r}: the key {k!r} is not a float dtype{hint}; the keys of {key} "
+            "are float dtypes such as 'float32' or np.float64"
+        )
+    if not _is_number(x):
+        raise InvalidArgument(
+            f"{key}={value!r}: {key}[{k!r}]={x!r} is not a non-negative finite float"
+        )
 
 
 def _is_int(v: Any) -> bool:
@@ -125,10 +144,12 @@ def _tolerance(key: str) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if value is None:
             return None
-        if not _is_tolerance(value):
-            raise InvalidArgument(f"{key}={value!r}: expected a non-negative float or {{dtype: float}}")
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and value:
+            for k, x in value.items():
+                _tolerance_entry(key, value, k, x)
             return dict(value)
+        if not _is_number(value):
+            raise InvalidArgument(f"{key}={value!r}: expected a non-negative float or {{dtype: float}}")
         return value.item() if isinstance(value, np.generic) else value
     return check
 

@@ -2,9 +2,11 @@
 
 ``check_grad`` and ``check_layer`` both reduce to one problem — a scalar loss over named float
 leaves, the hand gradient of each leaf, and the JAX losses that may serve as the autodiff
-reference.  This stage calls the user's code at the given point (on copies), validates what it
-returns, notes what it noticed (a backward that writes into its inputs, squeezed shapes), and
-flattens the pytree once; later stages only read the record.
+reference.  This stage calls the user's code at the given point (on copies; an argument that
+cannot be copied is passed as itself), validates what it returns (a real scalar loss, at least
+one tensor with entries to check), notes what it noticed (a backward that writes into its inputs,
+squeezed shapes, uncopied arguments, size-0 tensors skipped), and flattens the pytree once; later
+stages only read the record.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from gradcheck import _hygiene as hy
 from gradcheck import autodiff
 from gradcheck._tree import TreeDef, flatten, path_name
+from gradcheck.adapters import CS231nLayer
 from gradcheck.errors import InvalidArgument, NonFiniteError
 from gradcheck.options import CheckOptions
 
@@ -93,10 +96,42 @@ def _leaves(tree: Any, names_of: Callable[[tuple[Any, ...]], str] | None = None)
         raise InvalidArgument("params is empty: there is nothing to check.")
     names = [names_of(leaf.path) if names_of is not None
              else path_name(leaf.path) if leaf.path else "params" for leaf in leaves]
+    values = [hy.validate_param(leaf.value, name) for leaf, name in zip(leaves, names, strict=True)]
+    _require_entries(names, values)
     return _Leaves(
-        names, [hy.validate_param(leaf.value, name) for leaf, name in zip(leaves, names, strict=True)],
+        names, values,
         [type(leaf.value) if isinstance(leaf.value, np.ndarray) else np.ndarray for leaf in leaves],
         [leaf.path[0] if leaf.path else None for leaf in leaves], treedef)
+
+
+def _require_entries(names: Sequence[str], values: Sequence[np.ndarray]) -> None:
+    """At least one leaf with entries: a problem of size-0 tensors only has nothing to check."""
+    if any(v.size for v in values):
+        return
+    empty = ", ".join(f"{n} (shape {v.shape})" for n, v in zip(names, values, strict=True))
+    raise InvalidArgument(
+        f"{empty} {'has' if len(values) == 1 else 'have'} no entries: there is nothing to check. "
+        "Pass parameters (and inputs) with at least one entry."
+    )
+
+
+def _skip_empty(hand: Sequence[np.ndarray | None], leaves: _Leaves, bwd: str
+                ) -> tuple[list[np.ndarray | None], list[str]]:
+    """The hand gradients with those of size-0 leaves dropped (nothing to check there, with a
+    note), or an :class:`InvalidArgument` when no leaf with entries is left to check."""
+    out: list[np.ndarray | None] = list(hand)
+    notes: list[str] = []
+    for k, value in enumerate(leaves.values):
+        if value.size == 0 and out[k] is not None:
+            out[k] = None
+            notes.append(f"{leaves.names[k]} has no entries (shape {value.shape}): there is "
+                         "nothing to check in it, so it is skipped")
+    if all(h is None for h in out):
+        why = [f"{n} has no entries" if v.size == 0 else f"{bwd} returned no gradient for {n}"
+               for n, v in zip(leaves.names, leaves.values, strict=True)]
+        raise InvalidArgument(f"there is nothing to check: {'; '.join(why)}. Return a gradient "
+                              "for at least one tensor with entries.")
+    return out, notes
 
 
 def _upcast(tree: Any, dtype: Any = np.float64) -> Any:
@@ -129,22 +164,23 @@ def _grad_loss(fun: Callable[..., Any], pristine: Any, label: str) -> float:
     f0 = hy.call_user(fun, what, passed["params"], *passed["args"],
                       where="computing the loss at the given point")
     hy.raise_if_mutated(pristine, passed, "", f"the loss function {label}")
-    value = float(np.real(hy.scalar_loss(f0, what)))
+    value = hy.real_loss(f0, what)
     hy.check_finite_loss(value, what)
     return value
 
 
-def _grad_candidates(fun: Callable[..., Any], args: tuple[Any, ...], treedef: TreeDef,
+def _grad_candidates(fun: Callable[..., Any], args: Callable[[], Any], treedef: TreeDef,
                      jax_fun: Callable[..., Any] | None) -> Candidates:
+    """``args()`` is a fresh copy of the user's ``*args`` at each call."""
     def candidates() -> list[tuple[str, Callable[[list[Any]], Any]]]:
         if jax_fun is not None:
             twin = jax_fun
             return [("the jax_fun twin",
-                     lambda ls: twin(treedef.unflatten(ls), *autodiff.to_jax(hy.copy_tree(args))))]
+                     lambda ls: twin(treedef.unflatten(ls), *autodiff.to_jax(args())))]
         return [("the forward on JAX arrays",
-                 lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(hy.copy_tree(args)))),
+                 lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(args()))),
                 ("the forward on JAX parameters and numpy args",
-                 lambda ls: fun(treedef.unflatten(ls), *hy.copy_tree(args)))]
+                 lambda ls: fun(treedef.unflatten(ls), *args()))]
     return candidates
 
 
@@ -154,18 +190,21 @@ def grad_problem(fun: Callable[..., Any], grad: Callable[..., Any], params: Any,
     ``grad(params, *args)``, both called on copies."""
     leaves = _leaves(params)
     label = str(opts.name or getattr(fun, "__name__", "fun"))
-    pristine = hy.copy_tree({"params": params, "args": list(args)})
+    pristine, uncopied = hy.copy_with_notes({"params": params, "args": list(args)})
+    copy_args, _ = hy.copier(args)
     f0 = _grad_loss(fun, pristine, label)
 
     given = hy.copy_tree(pristine)
     grad_name = getattr(grad, "__name__", "grad")
     raw = hy.call_user(grad, f"{grad_name}(params, *args)", given["params"], *given["args"],
                        where="computing the hand gradient")
-    notes = _mutation_note(pristine, given, grad_name)
+    notes = hy.uncopied_notes(uncopied, f"{label} and {grad_name}")
+    notes += _mutation_note(pristine, given, grad_name)
     hand, hand_notes = hy.validate_hand(raw, leaves.names, leaves.shapes(), what=grad_name)
+    hand, empty_notes = _skip_empty(hand, leaves, grad_name)
 
     def loss(tree: Any) -> Any:
-        return fun(tree, *hy.copy_tree(args))
+        return fun(tree, *copy_args())
 
     def hand_at(values: list[np.ndarray], upcast: Any) -> list[np.ndarray | None]:
         args_ = _upcast(pristine["args"], upcast) if upcast else hy.copy_tree(pristine["args"])
@@ -175,8 +214,8 @@ def grad_problem(fun: Callable[..., Any], grad: Callable[..., Any], params: Any,
     problem = Problem(
         kind="check_grad", name=label, names=tuple(leaves.names), values=tuple(leaves.values),
         subclasses=tuple(leaves.classes), treedef=leaves.treedef, loss=loss, hand=tuple(hand),
-        jax_candidates=_grad_candidates(fun, args, leaves.treedef, opts.jax_fun),
-        twin=opts.jax_fun is not None, notes=tuple(notes + hand_notes), hand_at=hand_at,
+        jax_candidates=_grad_candidates(fun, copy_args, leaves.treedef, opts.jax_fun),
+        twin=opts.jax_fun is not None, notes=tuple(notes + hand_notes + empty_notes), hand_at=hand_at,
         loss_scale=abs(f0), f0=f0)
     return problem
 
@@ -208,6 +247,12 @@ def _layer_output(y: Any, what: str) -> np.ndarray:
             "For CS231n-style (out, cache) functions use gc.cs231n_layer(forward, backward)."
         )
     arr = np.asarray(y)
+    if arr.dtype.kind == "c":
+        raise InvalidArgument(
+            f"{what} returned a complex output (shape {arr.shape}, dtype {arr.dtype}) for real "
+            "inputs: gradcheck checks real layers and does not drop the imaginary part. Return a "
+            "real array, e.g. y.real or abs(y), whichever your backward differentiates."
+        )
     if arr.dtype.kind != "f":
         raise InvalidArgument(f"{what} returned dtype {arr.dtype}; expected a float array.")
     bad = hy.first_nonfinite(arr)
@@ -254,6 +299,11 @@ def _layer_candidates(forward: Callable[..., Any], twin: bool, treedef: TreeDef,
     return lambda: [(desc, jloss)]
 
 
+def _adapter_notes(layer: Any) -> tuple[str, ...]:
+    """What a gradcheck adapter noticed about the user's code (static arguments it cannot copy)."""
+    return layer.notes if isinstance(layer, CS231nLayer) else ()
+
+
 def layer_problem(layer: Any, params: Any, x: Any, opts: CheckOptions) -> Problem:
     """The problem of :func:`gradcheck.check_layer`: ``L = ⟨dy, forward(params, x)⟩`` with a
     seeded ``dy`` exactly representable in ``y``'s dtype, and the layer's backward at ``dy``."""
@@ -280,6 +330,7 @@ def layer_problem(layer: Any, params: Any, x: Any, opts: CheckOptions) -> Proble
                        where="computing the hand gradient")
     notes = _mutation_note({**pristine, "dy": dy.astype(y0.dtype)}, given, bwd)
     hand, hand_notes = _layer_hand(raw, leaves, n_params, bwd)
+    hand, empty_notes = _skip_empty(hand, leaves, bwd)
 
     def loss(t: Any) -> Any:
         return contract(layer.forward(t["params"], t["x"]), dy)
@@ -294,6 +345,6 @@ def layer_problem(layer: Any, params: Any, x: Any, opts: CheckOptions) -> Proble
         subclasses=tuple(leaves.classes), treedef=leaves.treedef, loss=loss, hand=tuple(hand),
         jax_candidates=_layer_candidates(opts.jax_fun or layer.forward, opts.jax_fun is not None,
                                          leaves.treedef, dy),
-        twin=opts.jax_fun is not None, notes=tuple(notes + hand_notes), hand_at=hand_at,
-        loss_scale=float(np.sum(np.abs(dy * np.asarray(y0, np.float64)))), f0=f0)
+        twin=opts.jax_fun is not None, notes=(*_adapter_notes(layer), *notes, *hand_notes, *empty_notes),
+        hand_at=hand_at, loss_scale=float(np.sum(np.abs(dy * np.asarray(y0, np.float64)))), f0=f0)
     return problem
