@@ -22,7 +22,7 @@ import numpy as np
 
 from gradcheck import full, judge, ladder, power, problem, record, references, screen
 from gradcheck.full import FULL_NUMERIC_MAX
-from gradcheck.measure import Leaf, Run, leaf
+from gradcheck.measure import LONG_SECONDS, Leaf, Run, leaf, log
 from gradcheck.options import CheckOptions, Mode, validate
 from gradcheck.references import EXPLODING_GROWTH
 from gradcheck.result import CheckResult, LeafResult
@@ -97,6 +97,7 @@ def _run(prob: problem.Problem, opts: CheckOptions) -> CheckResult:
     """The references of ``prob``, then every checked leaf through the per-leaf stages."""
     run = Run(prob, references.build(prob, opts), opts)
     total = prob.total
+    _announce(run, total)
     results = [_check_leaf(run, leaf(run, k, hand), total)
                for k, hand in enumerate(prob.hand) if hand is not None]
 
@@ -107,21 +108,32 @@ def _run(prob: problem.Problem, opts: CheckOptions) -> CheckResult:
     return record.check_result(prob.name, prob.kind, run.refs, opts, results)
 
 
-def _mode(run: Run, lf: Leaf, total: int) -> str:
+def _announce(run: Run, total: int) -> None:
+    """Log what a long check will cost before it starts (the ``gradcheck`` logger)."""
+    sizes = [run.problem.values[k].size for k in run.problem.checked]
+    full_calls = sum(4 * n for n in sizes if _mode(run, n, total) == "full")
+    seconds = full_calls * run.refs.seconds_per_call
+    if seconds > LONG_SECONDS or (run.opts.budget is not None and seconds > run.opts.budget):
+        log.info("%s: about %d forward calls, %.0f s at %.3g ms a call%s", run.problem.name,
+                 full_calls, seconds, 1e3 * run.refs.seconds_per_call,
+                 "" if run.opts.budget is None else f" (budget {run.opts.budget:g} s)")
+
+
+def _mode(run: Run, size: int, total: int) -> str:
     """Full for small problems (and for autodiff alone, which compares every entry at no extra
     cost), directional screening for large ones, as ``mode`` asks."""
     opts = run.opts
     if not run.refs.numeric:
         return "full"
     if opts.mode == "auto":
-        return "full" if (total <= opts.full_max or lf.size <= 4 * opts.probes) else "directional"
+        return "full" if (total <= opts.full_max or size <= 4 * opts.probes) else "directional"
     return opts.mode
 
 
 def _check_leaf(run: Run, lf: Leaf, total: int) -> LeafResult:
     """One leaf: evidence → judgement → power → record; a leaf that fails screening without
     autodiff (in ``auto`` mode) is localised and recorded from that evidence instead."""
-    if _mode(run, lf, total) == "full":
+    if _mode(run, lf.size, total) == "full":
         ev = full.gather(run, lf, total)
         found = judge.full(run, lf, ev)
         return record.leaf_result(run, lf, ev, found, power.measure(run, lf, ev, found))

@@ -233,11 +233,13 @@ def full_status(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance, unreliable: 
         outvoted = int(np.count_nonzero((before == "numeric") & (status == "hand") & ~p.kink))
     status = _judge_unexercised(leaf, unexercised(leaf, p), tol, status)
     status = _mark_kinks(status, leaf, p, tol)
-    if ev.led is not None and p is not None and ad is not None:
-        # Entries without a finite difference of their own: hand against the validated
-        # autodiff reference (DESIGN's two-source table).
-        alone = np.isnan(p.num)
-        status[alone] = triangulate(None, close(hand[alone], ad[alone], rtol=rtol, atol=atol), None)
+    if p is not None and (ev.led is not None or p.stopped):
+        # Entries without a finite difference of their own (autodiff-led, or the time budget
+        # ran out): hand against the autodiff reference (DESIGN's two-source table), or not
+        # verified at all without one.
+        alone = np.isnan(p.num) & ~p.taken if p.stopped else np.isnan(p.num)
+        status[alone] = ("unverified" if ad is None else
+                         triangulate(None, close(hand[alone], ad[alone], rtol=rtol, atol=atol), None))
     return status, outvoted
 
 
@@ -246,7 +248,8 @@ def full(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
     kink = ev.kink(leaf.size)
     ref = leaf.ad if leaf.ad is not None else ev.parts.num if ev.parts is not None else None
     assert ref is not None
-    scale = float(np.max(np.abs(ref[~kink]))) if (~kink).any() else 0.0
+    known = ~kink & np.isfinite(ref)  # not a kink, and measured (a budget may stop it)
+    scale = float(np.max(np.abs(ref[known]))) if known.any() else 0.0
     tol = leaf.tolerance(run, scale)
     zero = unexercised(leaf, ev.parts)
     unreliable = _unreliable(ev, leaf.size, tol, scale, run.refs.global_scale, zero)
@@ -259,7 +262,22 @@ def full(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
                  "backward (stop_gradient, truncated BPTT)")
     found, blame = verdict(status, twin=run.problem.twin)
     return Judgement(status, tol, found, blame, scale=scale, outvoted=outvoted,
-                     unreliable=unreliable, notes=notes, unexercised=zero)
+                     unreliable=unreliable, notes=(*notes, *_budget_note(run, ev, status)),
+                     unexercised=zero)
+
+
+def _budget_note(run: Run, ev: Evidence, status: np.ndarray) -> tuple[str, ...]:
+    """What a leaf whose measurement the time budget cut short could still verify."""
+    p = ev.parts
+    if p is None or not p.stopped:
+        return ()
+    verified = int(np.count_nonzero(np.isin(status, tuple(_VERIFIED))))
+    wrong = int(np.count_nonzero(status == "hand"))
+    return (f"time budget of {run.opts.budget:g} s spent: {int(p.taken.sum())} of {p.num.size} "
+            f"entries measured by finite differences, {verified} verified"
+            + (f", {wrong} found wrong" if wrong else "")
+            + "; the others are not verified (raise budget=, or use mode='directional' for a "
+            "cheaper screen)",)
 
 
 # ----------------------------------------------------------------------------- screening
@@ -347,7 +365,7 @@ def screen(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
               "drops the same term as the hand backward (stop_gradient, truncated BPTT)"),
              ) if outvoting else ()
     return Judgement(status, tol, found, blame, scale=leaf.ad_scale(), probes=probes,
-                     notes=notes + _kink_notes(status, p))
+                     notes=(*notes, *_kink_notes(status, p), *_budget_note(run, ev, status)))
 
 
 # ----------------------------------------------------------------------------- localisation

@@ -10,8 +10,10 @@ named salt, so a run is reproduced exactly by its seed.
 
 from __future__ import annotations
 
+import logging
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +63,8 @@ SALT_LED_SAMPLE = 0x5A
 SALT_SUSPECTS = 0x5B
 #: The entry where the negative control plants its error.
 SALT_CONTROL = 0xC0
+
+log = logging.getLogger("gradcheck")
 
 #: Of more entries than this where hand and autodiff differ, a seeded sample is measured first.
 #: When every sampled entry is a smooth point where the finite difference sides with autodiff
@@ -157,6 +161,8 @@ class Partials:
     method: str | None = None
     #: The truncation error of the one-sided slopes ``left``/``right`` (0 where not measured).
     side: np.ndarray | None = None
+    #: Whether the time budget ran out before every asked-for entry was measured.
+    stopped: bool = False
 
     @classmethod
     def empty(cls, n: int) -> Partials:
@@ -164,10 +170,26 @@ class Partials:
                    np.zeros(n, bool), np.zeros(n, bool), None, np.zeros(n))
 
     def with_(self, run: Run, leaf: Leaf, idx: np.ndarray, rtol: float) -> Partials:
-        """These partials and the ones at ``idx`` (error bars widened by the regime)."""
+        """These partials and the ones at ``idx`` (error bars widened by the regime), measured in
+        chunks when the check has a time budget or takes long (progress on the ``gradcheck``
+        logger); entries left when the budget is spent stay unmeasured (``stopped``)."""
+        out = self
+        chunks = _chunks(run, idx)
+        started = time.monotonic()
+        for i, chunk in enumerate(chunks):
+            if run.refs.out_of_time():
+                return replace(out, stopped=True)
+            out = out._merged(run, leaf, chunk, partials(run, leaf, chunk, rtol))
+            if len(chunks) > 1:
+                done = sum(c.size for c in chunks[: i + 1])
+                elapsed = time.monotonic() - started
+                log.info("%s: %d of %d entries measured, %.0f s elapsed, about %.0f s left",
+                         leaf.name, done, idx.size, elapsed, elapsed * (idx.size - done) / done)
+        return out
+
+    def _merged(self, run: Run, leaf: Leaf, idx: np.ndarray, parts: numeric.Partials) -> Partials:
         if not idx.size:
             return self
-        parts = partials(run, leaf, idx, rtol)
         num, err = self.num.copy(), self.err.copy()
         left, right, kink, taken = self.left.copy(), self.right.copy(), self.kink.copy(), self.taken.copy()
         num[idx], err[idx] = parts.value, parts.error * run.refs.regime.err_scale
@@ -175,7 +197,7 @@ class Partials:
         taken[idx] = True
         side = np.zeros(self.num.size) if self.side is None else self.side.copy()
         side[idx] = 0.0 if parts.side_error is None else parts.side_error
-        return Partials(num, err, left, right, kink, taken, parts.method, side)
+        return Partials(num, err, left, right, kink, taken, parts.method, side, self.stopped)
 
     @property
     def measured(self) -> np.ndarray:
@@ -207,6 +229,26 @@ class Evidence:
     def kink(self, n: int) -> np.ndarray:
         """Where the forward is not differentiable (from the partials; none without them)."""
         return self.parts.kink if self.parts is not None else np.zeros(n, bool)
+
+
+#: Seconds of forward calls per chunk of a long measurement (progress and budget checkpoints).
+CHUNK_SECONDS = 2.0
+#: A measurement expected to take longer than this is done in chunks even without a budget.
+LONG_SECONDS = 10.0
+
+
+def _chunks(run: Run, idx: np.ndarray) -> list[np.ndarray]:
+    """``idx`` whole, or in chunks of about :data:`CHUNK_SECONDS` of forward calls when the
+    check has a budget or the measurement is long (a batched forward keeps its batch size)."""
+    if not idx.size:
+        return []
+    per_entry = 4.0 * run.refs.seconds_per_call  # central differences: four calls an entry
+    if run.opts.budget is None and per_entry * idx.size <= LONG_SECONDS:
+        return [idx]
+    size = max(1, int(CHUNK_SECONDS / per_entry) if per_entry > 0 else idx.size)
+    if run.refs.obj.batch is not None:
+        size = max(size, numeric.BATCH_MIN // 4)
+    return [idx[i:i + size] for i in range(0, idx.size, size)]
 
 
 def probe_tol(hand: np.ndarray, m: Measured, tol: Tolerance, err_scale: float) -> float:

@@ -87,6 +87,8 @@ def leaf_text(leaf: Mapping[str, Any], seed: int, references: Sequence[str]) -> 
     lines.extend(f"  note: {n}" for n in leaf["notes"])
     if leaf["blame"] == "hand" and diagnosis is not None:
         lines.append("  " + _ADVICE.get(diagnosis["kind"], "").format(leaf=leaf["name"]))
+    elif leaf["verdict"] == "inconclusive" and any(n.startswith("time budget") for n in leaf["notes"]):
+        lines.append("  Give the check more time (budget=), or screen it (mode='directional').")
     elif leaf["verdict"] == "inconclusive":
         lines.append("  Make the forward smooth at this point (move off kinks), or pass a JAX "
                      "twin with jax_fun= for a third source.")

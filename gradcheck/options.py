@@ -57,6 +57,11 @@ class CheckOptions:
             numpy forward's value; they are then central differences.  It pays off for forwards
             dominated by Python overhead (long recurrences of small cells), not for large dense
             layers, whose batched matmuls are slower than numpy's one at a time.
+        budget: seconds of wall time the check may spend measuring (``None``: no limit).  When it
+            is spent, the entries not yet measured are not verified: the check ends with an
+            honest ``inconclusive`` (or ``fail`` where a wrong entry was already found) and says
+            how many entries of each tensor were verified.  Long checks log their progress on
+            the ``gradcheck`` logger.
     """
 
     mode: Mode = "auto"
@@ -73,6 +78,7 @@ class CheckOptions:
     localise_max: int = 16384
     complex_step: bool | None = None
     batch: bool = False
+    budget: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """The options as plain JSON values, for the report."""
@@ -182,6 +188,15 @@ def _time_axis(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _budget(value: Any) -> float | None:
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating)
+            or not math.isfinite(value) or value < 0):
+        raise InvalidArgument(f"budget={value!r}: expected seconds, a non-negative float, or None")
+    return float(value)
+
+
 def _jax_fun(value: Any) -> Any:
     if value is not None and not callable(value):
         raise InvalidArgument(f"jax_fun={value!r} is not callable")
@@ -207,6 +222,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "localise_max": _positive("localise_max"),
     "complex_step": _one_of("complex_step", (None, True, False), "None, True or False"),
     "batch": _one_of("batch", (True, False), "True or False"),
+    "budget": _budget,
 }
 
 

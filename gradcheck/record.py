@@ -117,13 +117,16 @@ def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement
     return None
 
 
-def _own_notes(run: Run, leaf: Leaf, status: np.ndarray, j: Judgement) -> list[str]:
+def _own_notes(run: Run, leaf: Leaf, ev: Evidence, status: np.ndarray, j: Judgement) -> list[str]:
     notes = []
     value = run.problem.values[leaf.k]
     if leaf.native.dtype != value.dtype:
         notes.append(f"the hand gradient is {leaf.native.dtype} for a {value.dtype} "
                      f"tensor: judged with {j.tol.judged} tolerances")
-    n_unverified = int(np.count_nonzero(status == "unverified"))
+    unverified = status == "unverified"
+    if ev.parts is not None and ev.parts.stopped:  # the budget's note counts the unmeasured
+        unverified &= ev.parts.taken
+    n_unverified = int(np.count_nonzero(unverified))
     if n_unverified:
         notes.append(f"{n_unverified} entries could not be verified (finite differences too "
                      "inaccurate there and no autodiff reference)")
@@ -170,7 +173,7 @@ def leaf_result(run: Run, leaf: Leaf, ev: Evidence, j: Judgement, power: Power |
     right = ev.parts.right if ev.parts is not None else None
     kinks = tuple(_element(s, int(i), leaf, "kink", left, right)
                   for i in np.flatnonzero(kink)[: run.opts.worst])
-    notes = (*_own_notes(run, leaf, status, j), *ev.notes, *_control_note(power), *j.notes)
+    notes = (*_own_notes(run, leaf, ev, status, j), *ev.notes, *_control_note(power), *j.notes)
     return LeafResult(
         name=leaf.name, shape=leaf.shape, dtype=str(leaf.native.dtype), verdict=j.verdict,
         blame=j.blame, mode=ev.mode, rtol=j.tol.rtol, atol=j.tol.atol,
@@ -202,6 +205,10 @@ def check_result(run_name: str, kind: str, refs: References, opts: CheckOptions,
                      "max tie); there the hand value is judged against the interval of the "
                      "one-sided slopes")
     obj = refs.obj
+    if refs.out_of_time():
+        notes.append(f"the time budget of {opts.budget:g} s was spent after {obj.calls} forward "
+                     f"calls ({1e3 * refs.seconds_per_call:.3g} ms each): see each tensor's note "
+                     "for what was verified")
     if obj.batched_calls:
         notes.append(f"{obj.batched_calls} of {obj.calls} forward evaluations ran in compiled "
                      "batches (jax.jit of jax.vmap of the same forward on JAX arrays)")

@@ -10,6 +10,7 @@ Each fact is settled once, here, into the objective and the record; no later sta
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -66,6 +67,14 @@ class References:
     regime: Regime
     available: tuple[str, ...]
     notes: tuple[str, ...]
+    #: Wall-clock seconds of one forward call, measured at the point.
+    seconds_per_call: float = 0.0
+    #: ``time.monotonic()`` after which no more entries are measured (``budget=`` seconds after
+    #: the references were settled), or ``None``.
+    deadline: float | None = None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
     @property
     def exploding(self) -> bool:
@@ -153,24 +162,26 @@ def _batch(problem: Problem, opts: CheckOptions, obj: numeric.Objective,
     return autodiff.batched_moves(got.loss, obj.base)
 
 
-def _objective(problem: Problem) -> numeric.Objective:
+def _objective(problem: Problem) -> tuple[numeric.Objective, float]:
     """The float64 objective at the point, its ``f0`` from a first evaluation, checked to give
-    the same value twice."""
+    the same value twice; and the seconds the second call took."""
     # C-ordered, writable float64 copies whatever the user's layout (transposes, slices,
     # broadcast or read-only views): every flat index below is a C-order index into these.
     base = [np.array(v, dtype=np.float64, order="C") for v in problem.values]
     probe = numeric.Objective(_forward(problem), base, f0=problem.f0, contextual=True)
     first = probe(base, "evaluating the loss in float64")
+    started = time.perf_counter()
     again = probe(base, "re-evaluating the loss in float64")
+    seconds = time.perf_counter() - started
     hy.check_deterministic([float(np.real(first)), float(np.real(again))],
                            f"{problem.name}'s forward")
-    return replace(probe, f0=float(np.real(first)))
+    return replace(probe, f0=float(np.real(first))), seconds
 
 
 def build(problem: Problem, opts: CheckOptions) -> References:
     """Settle every reference of ``problem`` (see the module docstring)."""
     notes = list(problem.notes)
-    obj = _objective(problem)
+    obj, seconds = _objective(problem)
     rng = np.random.default_rng(opts.seed)
     use_numeric = "numeric" in opts.references
     eps, precision = numeric.EPS64, np.dtype(np.float64)
@@ -197,7 +208,10 @@ def build(problem: Problem, opts: CheckOptions) -> References:
     return References(
         obj=obj, eps=eps, precision=precision, complex_ok=bool(complex_ok), ad=ad,
         global_scale=_global_scale(problem, ad), regime=found, available=available,
-        notes=tuple(notes))
+        notes=tuple(notes), seconds_per_call=seconds,
+        # The budget is for measuring: it starts once the references are settled (JAX's import
+        # and tracing are paid once per process, not per check).
+        deadline=None if opts.budget is None else time.monotonic() + opts.budget)
 
 
 def _global_scale(problem: Problem, ad: tuple[np.ndarray, ...] | None) -> float:
