@@ -22,7 +22,7 @@ import numpy as np
 
 from gradcheck import full, judge, ladder, power, problem, record, references, screen
 from gradcheck.full import FULL_NUMERIC_MAX
-from gradcheck.measure import LONG_SECONDS, Leaf, Run, leaf, log
+from gradcheck.measure import LONG_SECONDS, Evidence, Leaf, Run, leaf, log
 from gradcheck.options import CheckOptions, Mode, validate
 from gradcheck.references import EXPLODING_GROWTH
 from gradcheck.result import CheckResult, LeafResult
@@ -98,13 +98,22 @@ def _run(prob: problem.Problem, opts: CheckOptions) -> CheckResult:
     run = Run(prob, references.build(prob, opts), opts)
     total = prob.total
     _announce(run, total)
-    results = [_check_leaf(run, leaf(run, k, hand), total)
-               for k, hand in enumerate(prob.hand) if hand is not None]
+    checked = {k: _check_leaf(run, leaf(run, k, hand), total)
+               for k, hand in enumerate(prob.hand) if hand is not None}
 
     def recheck(k: int, hand: np.ndarray) -> LeafResult:
-        return _check_leaf(run, leaf(run, k, hand, own_dtype=True), total)
+        return _check_leaf(run, leaf(run, k, hand, own_dtype=True), total)[0]
 
-    results = ladder.climb(prob, run.refs.precision, results, recheck)
+    def rejudge(k: int, hand: np.ndarray) -> LeafResult | None:
+        lf, ev = checked[k][1]
+        if ev.mode == "localised":
+            return None
+        wide = lf.recomputed(hand)
+        found = (judge.full if ev.mode == "full" else judge.screen)(run, wide, ev)
+        return record.leaf_result(run, wide, ev, found) if found.verdict == "fail" else None
+
+    results = ladder.climb(prob, run.refs.precision, [r for r, _ in checked.values()], recheck)
+    results = ladder.confirm(prob, results, rejudge)
     return record.check_result(prob.name, prob.kind, run.refs, opts, results)
 
 
@@ -130,18 +139,20 @@ def _mode(run: Run, size: int, total: int) -> str:
     return opts.mode
 
 
-def _check_leaf(run: Run, lf: Leaf, total: int) -> LeafResult:
-    """One leaf: evidence → judgement → power → record; a leaf that fails screening without
-    autodiff (in ``auto`` mode) is localised and recorded from that evidence instead."""
+def _check_leaf(run: Run, lf: Leaf, total: int) -> tuple[LeafResult, tuple[Leaf, Evidence]]:
+    """One leaf: evidence → judgement → power → record (and the leaf and evidence the record
+    came from); a leaf that fails screening without autodiff (in ``auto`` mode) is localised
+    and recorded from that evidence instead."""
     if _mode(run, lf.size, total) == "full":
         ev = full.gather(run, lf, total)
         found = judge.full(run, lf, ev)
-        return record.leaf_result(run, lf, ev, found, power.measure(run, lf, ev, found))
+        return record.leaf_result(run, lf, ev, found, power.measure(run, lf, ev, found)), (lf, ev)
     ev = screen.gather(run, lf)
     found = judge.screen(run, lf, ev)
     screened = record.leaf_result(run, lf, ev, found, power.measure(run, lf, ev, found))
     if run.opts.mode != "auto" or screened.verdict == "pass" or run.refs.ad is not None:
-        return screened
+        return screened, (lf, ev)
     where = screen.localise_leaf(run, lf, found.tol, (screened.verdict, screened.numeric_method,
                                                      screened.notes))
-    return record.leaf_result(run, lf, where, judge.localised(run, lf, where, found.tol, found.probes))
+    found = judge.localised(run, lf, where, found.tol, found.probes)
+    return record.leaf_result(run, lf, where, found), (lf, where)

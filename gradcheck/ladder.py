@@ -20,11 +20,16 @@ from gradcheck import numeric
 from gradcheck.problem import HandAt, Problem
 from gradcheck.result import LeafResult
 
-__all__ = ["Recheck", "climb", "wider"]
+__all__ = ["Recheck", "Rejudge", "climb", "confirm", "wider"]
 
 #: ``recheck(k, hand)``: leaf ``k`` checked again, in the same mode, with the hand gradient
 #: ``hand`` judged by its own dtype.
 Recheck = Callable[[int, np.ndarray], LeafResult]
+
+
+#: ``rejudge(k, hand)``: leaf ``k``'s evidence judged again for the float64 recomputation
+#: ``hand`` at the confirmation tolerance; the failing record, or ``None`` when it confirms.
+Rejudge = Callable[[int, np.ndarray], "LeafResult | None"]
 
 
 def wider(judged: np.dtype[Any], precision: np.dtype[Any]) -> np.dtype[Any] | None:
@@ -94,4 +99,37 @@ def climb(problem: Problem, precision: np.dtype[Any], results: Sequence[LeafResu
             # re-measured entry by entry).
             if recheck(k, h).verdict == "pass":
                 out[i] = _passed(results[i], _max_rel(problem.hand[k], h), np.dtype(target))
+    return out
+
+
+def confirm(problem: Problem, results: Sequence[LeafResult], rejudge: Rejudge) -> list[LeafResult]:
+    """The other half of the ladder: a float16/float32 hand gradient that passes its dtype's
+    loose tolerance is recomputed by the same backward on float64 inputs and that recomputation
+    judged on the same evidence at :data:`gradcheck.tolerance.CONFIRM_RTOL`.  A wrong formula
+    is wrong in float64 too (a 5e-4 relative error hides under float32's 2e-3, not under 5e-5);
+    lost precision is not.  A backward that cannot run in float64 keeps its verdict."""
+    low = [i for i, r in enumerate(results)
+           if r.verdict == "pass" and np.dtype(r.tolerance_dtype).itemsize < 8]
+    if not low or problem.hand_at is None:
+        return list(results)
+    target = np.dtype(np.float64)
+    wide = _wide_hands(problem.hand_at, problem.values, target)
+    if wide is None:
+        return list(results)
+    by_name = {n: k for k, n in enumerate(problem.names)}
+    out = list(results)
+    for i in low:
+        k = by_name[results[i].name]
+        h = wide[k]
+        if h is None or h.dtype != target:
+            continue
+        failed = rejudge(k, h)
+        if failed is not None:
+            lost = _max_rel(problem.hand[k], h)
+            note = (f"the {results[i].tolerance_dtype} hand gradient is within {results[i].tolerance_dtype}"
+                    f" tolerance (rtol={results[i].rtol:g}), but the same backward run in float64 "
+                    f"is wrong at {failed.n_mismatched} entr{'y' if failed.n_mismatched == 1 else 'ies'} "
+                    f"(rtol={failed.rtol:g}; the two runs differ by {lost:.2g} relative): the "
+                    "derivation is wrong, not the rounding; the entries shown are the float64 run's")
+            out[i] = replace(failed, notes=(*failed.notes, note))
     return out

@@ -104,6 +104,9 @@ class Leaf:
     ad: np.ndarray | None
     judged: np.dtype[Any]
     x_scale: float
+    #: A float64 recomputation of a low-precision hand gradient, held to the confirmation
+    #: tolerance (:data:`gradcheck.tolerance.CONFIRM_RTOL`).
+    confirming: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -116,7 +119,11 @@ class Leaf:
     def tolerance(self, run: Run, ref_scale: float) -> Tolerance:
         """The leaf's tolerances with ``ref_scale`` the largest reference entry."""
         return leaf_tolerance(self.judged, run.opts, ref_scale, run.refs.global_scale,
-                              run.problem.loss_scale, self.x_scale)
+                              run.problem.loss_scale, self.x_scale, confirm=self.confirming)
+
+    def recomputed(self, wide: np.ndarray) -> Leaf:
+        """This leaf with its hand gradient recomputed in float64, to be confirmed."""
+        return replace(self, native=wide, hand=wide.astype(np.float64).ravel(), confirming=True)
 
     def index(self, i: int) -> tuple[int, ...]:
         """The index in the leaf of its flat entry ``i``."""

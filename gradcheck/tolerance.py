@@ -20,6 +20,7 @@ from gradcheck.options import CheckOptions
 from gradcheck.result import Agreement
 
 __all__ = [
+    "CONFIRM_RTOL",
     "GRAD_ATOL_FRACTION",
     "GRAD_RTOL",
     "Tolerance",
@@ -163,11 +164,25 @@ class Tolerance:
     judged: np.dtype[Any]
 
 
+#: The tolerance a float64 recomputation of a float16/float32 hand gradient is held to (see
+#: :mod:`gradcheck.ladder`): the same backward run on float64 inputs is far more precise than its
+#: low-precision run, but may keep float32 buffers inside, so float32's rounding is still allowed.
+CONFIRM_RTOL: Mapping[np.dtype[Any], float] = {
+    np.dtype(np.float16): 1e-3,
+    np.dtype(np.float32): 5e-5,
+}
+
+
 def leaf_tolerance(judged: np.dtype[Any], opts: CheckOptions, ref_scale: float,
-                   global_scale: float, loss_scale: float, x_scale: float) -> Tolerance:
+                   global_scale: float, loss_scale: float, x_scale: float, *,
+                   confirm: bool = False) -> Tolerance:
     """rtol from the table for the judged dtype; atol a fraction of the leaf's reference scale
     (``ref_scale``, see :data:`GRAD_ATOL_FRACTION`) and of the problem's (``global_scale``),
-    floored by the rounding of the loss's terms and the dtype's smallest normal number."""
+    floored by the rounding of the loss's terms and the dtype's smallest normal number.
+    ``confirm``: the tolerance of a float64 recomputation (:data:`CONFIRM_RTOL`, float32's
+    rounding floor)."""
+    if confirm and judged in CONFIRM_RTOL and opts.rtol is None and opts.atol is None:
+        return _confirm_tolerance(judged, ref_scale, global_scale, loss_scale, x_scale)
     rtol = tolerance(judged, opts.rtol)
     if opts.atol is not None:
         return Tolerance(rtol, tolerance(judged, opts.atol), judged)
@@ -179,3 +194,12 @@ def leaf_tolerance(judged: np.dtype[Any], opts: CheckOptions, ref_scale: float,
     # digits below it in any precision).  Entries under 16 such ulps are not judged smaller.
     rounding = 16 * float(np.finfo(judged).eps) * loss_scale / x_scale
     return Tolerance(rtol, max(atol, rounding, float(np.finfo(judged).tiny)), judged)
+
+
+def _confirm_tolerance(judged: np.dtype[Any], ref_scale: float, global_scale: float,
+                       loss_scale: float, x_scale: float) -> Tolerance:
+    rtol = CONFIRM_RTOL[judged]
+    f32 = np.finfo(np.float32)
+    atol = rtol * (GRAD_ATOL_FRACTION * ref_scale + 1e-6 * global_scale)
+    rounding = 16 * float(f32.eps) * loss_scale / x_scale
+    return Tolerance(rtol, max(atol, rounding, float(f32.tiny)), judged)
