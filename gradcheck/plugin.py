@@ -85,7 +85,7 @@ from gradcheck.options import MODES
 from gradcheck.session.falsifying import exception_notes, falsifying_text
 from gradcheck.session.markers import MarkerError, marker_options
 from gradcheck.session.merge import REPORT_ATTR, SESSION_KEY, GradcheckSession
-from gradcheck.session.output import failed_exitstatus, report_lines, write_reports
+from gradcheck.session.output import failed_exitstatus, mark_started, report_lines, write_reports
 from gradcheck.session.recorder import Recorder
 from gradcheck.session.records import build_rows
 from gradcheck.session.settings import resolve_settings
@@ -218,6 +218,15 @@ def _stopped(session: pytest.Session) -> str | None:
     """Why the session stopped early (``-x``, ``--maxfail``, ...), or ``None``."""
     why = session.shouldstop or session.shouldfail
     return why if isinstance(why, str) else ("stopped early" if why else None)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash.get(SESSION_KEY, None)
+    if state is None or _is_worker(config):
+        return
+    mark_started(state, environment=state.environment(config),
+                 title=f"gradcheck: {config.rootpath.name}")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

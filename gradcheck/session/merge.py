@@ -123,6 +123,16 @@ class GradcheckSession:
                 "collected": len(self.collected), "n_missing": len(missing),
                 "missing": missing[:MAX_MISSING]}
 
+    def running_record(self) -> dict[str, Any]:
+        """The ``run`` record of a placeholder report written when the run starts: it stays
+        ``incomplete`` only if the run dies before its real reports replace it."""
+        return {"id": self.run_id, "status": "incomplete", "complete": False,
+                "reason": (f"this run started at {_iso(self.started)} and never finished (it "
+                           "crashed or was killed); the report it replaced is kept beside it as "
+                           "*.previous.*"),
+                "started": _iso(self.started), "finished": None, "collected": 0, "n_missing": 0,
+                "missing": []}
+
     def rows(self) -> list[dict[str, Any]]:
         """Every row, ordered by node id (stable within a test), with ``no result`` rows."""
         out: list[dict[str, Any]] = []

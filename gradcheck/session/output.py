@@ -13,6 +13,7 @@ The report package is imported only here, when a report is written.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 
 from gradcheck.session.merge import GradcheckSession
 
-__all__ = ["WRITE_FAILED", "failed_exitstatus", "report_lines", "write_reports"]
+__all__ = ["WRITE_FAILED", "failed_exitstatus", "mark_started", "report_lines", "write_reports"]
 
 #: The exit status of a run that would have passed but lost a report.
 WRITE_FAILED = pytest.ExitCode.INTERNAL_ERROR
@@ -52,6 +53,33 @@ def write_reports(state: GradcheckSession, *, environment: Mapping[str, Any], ti
             state.written.append((kind, writers[kind](doc, target), note))
         except Exception as exc:  # one report's failure must not cost the other
             state.write_errors.append((kind, path, _reason(exc)))
+
+
+def mark_started(state: GradcheckSession, *, environment: Mapping[str, Any], title: str) -> None:
+    """At the start of a run, an older gradcheck report at a target is moved aside to
+    ``NAME.previous.SUFFIX`` (nothing is lost) and an empty placeholder marked ``incomplete``
+    takes its place: a run that dies hard (a crash, ``kill -9``) then leaves a report that says
+    so, not the older results looking current.  The run's own reports replace the placeholder
+    at the end.  Failures here are not fatal: the end of the run tries again and reports."""
+    targets = [(kind, path) for kind, path in (("JSON", state.settings.json), ("HTML", state.settings.html))
+               if path is not None and path.is_file()]
+    if not targets:
+        return
+    try:
+        from gradcheck.report import session_document, write_html, write_json
+        from gradcheck.report.targets import existing
+
+        doc = session_document([], environment=dict(environment), title=title,
+                               run=state.running_record())
+        writers = {"JSON": write_json, "HTML": write_html}
+        for kind, path in targets:
+            found = existing(path, kind.lower())
+            if found is None or not found.report:
+                continue  # not ours to move: the end of the run decides where its report goes
+            os.replace(path, path.with_name(f"{path.stem}.previous{path.suffix}"))
+            writers[kind](doc, path)
+    except Exception:  # best effort: write_reports at the end tries again and reports failures
+        return
 
 
 def failed_exitstatus(exitstatus: int) -> int:

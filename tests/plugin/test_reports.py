@@ -205,3 +205,34 @@ def test_xdist_runs_know_their_collection(pytester: pytest.Pytester) -> None:
     doc = _doc(pytester.path / "r.json")
     assert (doc["run"]["status"], doc["run"]["collected"]) == ("complete", 3)
     assert {row["name"]: row["test_outcome"] for row in doc["rows"]} == {"ok": "passed", "fine": "failed"}
+
+
+def test_a_run_that_dies_hard_leaves_a_report_saying_so_and_keeps_the_older_one(
+    pytester: pytest.Pytester,
+) -> None:
+    """Before: a serial run killed mid-way (a crash, ``kill -9``) left the older report in place,
+    looking current.  The start of a run now moves an older report aside (``*.previous.*``) and
+    puts an ``incomplete`` placeholder in its place; the end replaces it with the real report."""
+    pytester.makepyfile(test_checks=CHECKS)
+    first = pytester.runpytest_subprocess("--gradcheck-json=out.json", "--gradcheck-html=out.html")
+    assert first.ret == 0
+    older = json.loads((pytester.path / "out.json").read_text())
+    assert older["run"]["status"] == "complete" and older["rows"]
+
+    pytester.makepyfile(test_crash="import os\n\ndef test_dies():\n    os._exit(1)\n")
+    crashed = pytester.runpytest_subprocess("--gradcheck-json=out.json", "--gradcheck-html=out.html",
+                                            "-p", "no:randomly")
+    assert crashed.ret != 0
+    placeholder = json.loads((pytester.path / "out.json").read_text())
+    assert placeholder["run"]["status"] == "incomplete" and placeholder["run"]["id"] != older["run"]["id"]
+    assert "never finished" in placeholder["run"]["reason"] and not placeholder["rows"]
+    html = (pytester.path / "out.html").read_text()
+    assert "never finished" in html
+    kept = json.loads((pytester.path / "out.previous.json").read_text())
+    assert kept["run"]["id"] == older["run"]["id"]
+    assert (pytester.path / "out.previous.html").is_file()
+
+    (pytester.path / "test_crash.py").unlink()
+    again = pytester.runpytest_subprocess("--gradcheck-json=out.json")
+    assert again.ret == 0
+    assert json.loads((pytester.path / "out.json").read_text())["run"]["status"] == "complete"
