@@ -11,23 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradcheck import full, judge, problem, references, screen
+from gradcheck import full, judge, screen
 from gradcheck.judge import Judgement
-from gradcheck.measure import Evidence, Leaf, Partials, Run, leaf
-from gradcheck.options import validate
+from gradcheck.measure import Evidence, Leaf, Partials, Run
 from tests.gradcheck import _functions as F
-
-
-def make_run(fun: Any, grad: Any, params: Any, *args: Any, **options: Any) -> Run:
-    opts = validate(options)
-    prob = problem.grad_problem(fun, grad, params, args, opts)
-    return Run(prob, references.build(prob, opts), opts)
-
-
-def first_leaf(run: Run) -> Leaf:
-    hand = run.problem.hand[0]
-    assert hand is not None
-    return leaf(run, 0, hand)
+from tests.gradcheck._stages import first_leaf, make_run
 
 
 def tanh_case(seed: int, m: int, n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

@@ -8,20 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradcheck import full, judge, ladder, power, problem, record, references
+from gradcheck import full, judge, ladder, power, record
 from gradcheck.measure import Run, leaf
-from gradcheck.options import validate
 from gradcheck.result import LeafResult
 from tests.gradcheck import _functions as F
+from tests.gradcheck._stages import make_run
 
 F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 LONGDOUBLE_IS_WIDER = bool(np.finfo(np.longdouble).eps < np.finfo(np.float64).eps)
 
-
-def make_run(fun: Any, grad: Any, params: Any, *args: Any, **options: Any) -> Run:
-    opts = validate(options)
-    prob = problem.grad_problem(fun, grad, params, args, opts)
-    return Run(prob, references.build(prob, opts), opts)
 
 
 def leaf_record(run: Run, k: int, hand: np.ndarray, *, own_dtype: bool = False) -> LeafResult:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradcheck import measure, problem, references
+from gradcheck import measure
 from gradcheck.measure import (
     SALT_CONTROL,
     SALT_LED_PROBE,
@@ -38,13 +38,7 @@ from gradcheck.numeric import Directional
 from gradcheck.options import validate
 from gradcheck.references import Regime
 from gradcheck.tolerance import GRAD_RTOL, Tolerance
-
-
-def make_run(fun: Any, grad: Any, params: Any, *args: Any, **options: Any) -> Run:
-    """The run of a check, built the way check._run builds it."""
-    opts = validate(options)
-    prob = problem.grad_problem(fun, grad, params, args, opts)
-    return Run(prob, references.build(prob, opts), opts)
+from tests.gradcheck._stages import make_run
 
 
 # A smooth forward with a known gradient: Σ c0·sin(W) + c1·W³ + c2·exp(W/2).

@@ -12,18 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradcheck import full, judge, power, problem, references, screen
+from gradcheck import full, judge, power, screen
 from gradcheck.judge import Judgement
 from gradcheck.measure import Evidence, Leaf, Partials, Run, leaf
-from gradcheck.options import validate
 from gradcheck.result import Control
 from tests.gradcheck import _functions as F
-
-
-def make_run(fun: Any, grad: Any, params: Any, *args: Any, **options: Any) -> Run:
-    opts = validate(options)
-    prob = problem.grad_problem(fun, grad, params, args, opts)
-    return Run(prob, references.build(prob, opts), opts)
+from tests.gradcheck._stages import make_run
 
 
 def tanh_case(seed: int, m: int = 6, n: int = 5) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

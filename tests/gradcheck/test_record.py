@@ -12,19 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradcheck import full, judge, power, problem, record, references, screen
+from gradcheck import full, judge, power, record, screen
 from gradcheck.judge import Judgement
 from gradcheck.measure import Evidence, Leaf, Run, leaf
-from gradcheck.options import validate
 from gradcheck.power import Power
 from gradcheck.result import CheckResult, Control, LeafResult
 from tests.gradcheck import _functions as F
-
-
-def make_run(fun: Any, grad: Any, params: Any, *args: Any, **options: Any) -> Run:
-    opts = validate(options)
-    prob = problem.grad_problem(fun, grad, params, args, opts)
-    return Run(prob, references.build(prob, opts), opts)
+from tests.gradcheck._stages import make_run
 
 
 def tanh_case(seed: int, m: int = 4, n: int = 3) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
