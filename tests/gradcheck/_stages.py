@@ -21,3 +21,29 @@ def first_leaf(run: Run) -> Leaf:
     hand = run.problem.hand[0]
     assert hand is not None
     return leaf(run, 0, hand)
+
+
+def planted(entries: list[tuple[int, int]], rel: float) -> Any:
+    """The tanh layer's hand gradient with ``rel · max|g|`` added at each of ``entries`` of W."""
+    from tests.gradcheck import _functions as F
+
+    def bad(p: dict[str, Any], x: Any, v: Any) -> dict[str, Any]:
+        g = F.tanh_layer_grad(p, x, v)["W"]
+        scale = float(abs(g).max())
+        for e in entries:
+            g[e] += rel * scale
+        return {"W": g}
+    return bad
+
+
+def assert_clear_error(call: Any, error: type[Exception], parts: list[str]) -> None:
+    """``call()`` raises ``error``, a GradcheckError whose message holds every one of ``parts``."""
+    import pytest
+
+    import gradcheck as gc
+
+    with pytest.raises(error) as info:
+        call()
+    assert isinstance(info.value, gc.GradcheckError)
+    for part in parts:
+        assert part in str(info.value), f"{part!r} not in: {info.value}"

@@ -15,7 +15,7 @@ from gradcheck import full, judge, screen
 from gradcheck.judge import Judgement
 from gradcheck.measure import Evidence, Leaf, Partials, Run
 from tests.gradcheck import _functions as F
-from tests.gradcheck._stages import first_leaf, make_run
+from tests.gradcheck._stages import first_leaf, make_run, planted
 
 
 def tanh_case(seed: int, m: int, n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -23,14 +23,6 @@ def tanh_case(seed: int, m: int, n: int) -> tuple[dict[str, np.ndarray], np.ndar
     return {"W": rng.normal(size=(m, n))}, rng.normal(size=(5, m)), rng.normal(size=(5, n))
 
 
-def planted(entries: list[tuple[int, int]], rel: float) -> Any:
-    def bad(p: dict[str, Any], x: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
-        g = F.tanh_layer_grad(p, x, v)["W"]
-        scale = float(np.max(np.abs(g)))
-        for e in entries:
-            g[e] += rel * scale
-        return {"W": g}
-    return bad
 
 
 def judged_full(run: Run) -> tuple[Leaf, Evidence, Judgement]:

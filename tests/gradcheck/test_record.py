@@ -18,7 +18,7 @@ from gradcheck.measure import Evidence, Leaf, Run, leaf
 from gradcheck.power import Power
 from gradcheck.result import CheckResult, Control, LeafResult
 from tests.gradcheck import _functions as F
-from tests.gradcheck._stages import make_run
+from tests.gradcheck._stages import make_run, planted
 
 
 def tanh_case(seed: int, m: int = 4, n: int = 3) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -49,14 +49,6 @@ def recorded(run: Run, k: int = 0) -> tuple[LeafResult, Leaf, Evidence, Judgemen
     return record.leaf_result(run, lf, ev, j, p), lf, ev, j, p
 
 
-def planted(entries: list[tuple[int, int]], rel: float) -> Any:
-    def bad(p: dict[str, Any], x: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
-        g = F.tanh_layer_grad(p, x, v)["W"]
-        scale = float(np.max(np.abs(g)))
-        for e in entries:
-            g[e] += rel * scale
-        return {"W": g}
-    return bad
 
 
 REFS = st.sampled_from([("numeric", "autodiff"), ("numeric",)])
