@@ -16,6 +16,7 @@ changes what an earlier one produced, and no leaf's check depends on another's.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -120,7 +121,8 @@ def _run(prob: problem.Problem, opts: CheckOptions) -> CheckResult:
 def _announce(run: Run, total: int) -> None:
     """Log what a long check will cost before it starts (the ``gradcheck`` logger)."""
     sizes = [run.problem.values[k].size for k in run.problem.checked]
-    full_calls = sum(4 * n for n in sizes if _mode(run, n, total) == "full")
+    full_calls = sum(4 * n for n in sizes if _mode(run, n, total) == "full"
+                     and not full.led(run, run.refs.ad is not None, n, total))
     seconds = full_calls * run.refs.seconds_per_call
     if seconds > LONG_SECONDS or (run.opts.budget is not None and seconds > run.opts.budget):
         log.info("%s: about %d forward calls, %.0f s at %.3g ms a call%s", run.problem.name,
@@ -129,13 +131,15 @@ def _announce(run: Run, total: int) -> None:
 
 
 def _mode(run: Run, size: int, total: int) -> str:
-    """Full for small problems (and for autodiff alone, which compares every entry at no extra
-    cost), directional screening for large ones, as ``mode`` asks."""
+    """How a leaf of ``size`` entries is checked.  ``auto``: small tensors at every entry;
+    larger ones autodiff-led (a full check) when there is autodiff, directional screening when
+    there is not — the cost of either does not grow with the size.  Autodiff alone compares
+    every entry at no extra cost."""
     opts = run.opts
     if not run.refs.numeric:
         return "full"
     if opts.mode == "auto":
-        return "full" if (total <= opts.full_max or size <= 4 * opts.probes) else "directional"
+        return "full" if (size <= opts.full_max or run.refs.ad is not None) else "directional"
     return opts.mode
 
 
@@ -144,10 +148,16 @@ def _check_leaf(run: Run, lf: Leaf, total: int) -> tuple[LeafResult, tuple[Leaf,
     came from); a leaf that fails screening without autodiff (in ``auto`` mode) is localised
     and recorded from that evidence instead."""
     if _mode(run, lf.size, total) == "full":
-        ev = full.gather(run, lf, total)
-        found = judge.full(run, lf, ev)
-        return record.leaf_result(run, lf, ev, found, power.measure(run, lf, ev, found)), (lf, ev)
+        whole = full.gather(run, lf, total)
+        if whole is not None:
+            found = judge.full(run, lf, whole)
+            return (record.leaf_result(run, lf, whole, found, power.measure(run, lf, whole, found)),
+                    (lf, whole))
     ev = screen.gather(run, lf)
+    if _mode(run, lf.size, total) == "full":  # autodiff-led, but the probes did not confirm it
+        ev = replace(ev, notes=(*ev.notes, "finite differences along the probes do not confirm "
+                                "autodiff on this tensor, so it was screened (hand against both "
+                                "references along each probe) instead of compared entry by entry"))
     found = judge.screen(run, lf, ev)
     screened = record.leaf_result(run, lf, ev, found, power.measure(run, lf, ev, found))
     if run.opts.mode != "auto" or screened.verdict == "pass" or run.refs.ad is not None:

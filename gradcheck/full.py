@@ -1,7 +1,8 @@
 """Evidence at every entry of a leaf (``mode="full"``).
 
-Small problems get a finite difference at every entry.  A problem of more than
-:data:`FULL_NUMERIC_MAX` entries with a JAX reference is *autodiff-led*: every entry is compared
+Small tensors get a finite difference at every entry.  With a JAX reference, a tensor of more
+than ``full_max`` entries (``auto`` mode) or in a problem of more than :data:`FULL_NUMERIC_MAX`
+entries (``full`` mode) is *autodiff-led*: every entry is compared
 with autodiff, and finite differences validate autodiff along ``probes`` seeded directions and
 at the entries where they can change the verdict (where hand and autodiff differ) plus a seeded
 sample of :data:`FULL_SAMPLE` and the largest entries.  A probe that disagrees with autodiff (a
@@ -28,7 +29,7 @@ from gradcheck.measure import (
 )
 from gradcheck.tolerance import close, tolerance
 
-__all__ = ["FULL_NUMERIC_MAX", "FULL_SAMPLE", "gather"]
+__all__ = ["FULL_NUMERIC_MAX", "FULL_SAMPLE", "gather", "led"]
 
 FULL_NUMERIC_MAX = 4096
 FULL_SAMPLE = 64
@@ -78,14 +79,27 @@ def _led(run: Run, leaf: Leaf, rtol: float) -> Evidence | None:
     return Evidence("full", parts, parts.method, led=(measured, run.opts.probes), notes=(note,))
 
 
-def gather(run: Run, leaf: Leaf, total: int) -> Evidence:
-    """The evidence of a full check of ``leaf`` in a problem of ``total`` checked entries."""
+def led(run: Run, has_ad: bool, size: int, total: int) -> bool:
+    """Whether a full check of a leaf of ``size`` entries in a problem of ``total`` is
+    autodiff-led: with autodiff, in ``auto`` mode above ``full_max`` entries, in ``full`` mode in
+    problems of more than :data:`FULL_NUMERIC_MAX` entries; never for leaves of at most
+    :data:`FULL_SAMPLE` entries (the sample would be every entry)."""
+    big = size > run.opts.full_max if run.opts.mode == "auto" else total > FULL_NUMERIC_MAX
+    return has_ad and big and size > FULL_SAMPLE
+
+
+def gather(run: Run, leaf: Leaf, total: int) -> Evidence | None:
+    """The evidence of a full check of ``leaf`` in a problem of ``total`` checked entries;
+    ``None`` in ``auto`` mode when the probes do not confirm autodiff on a leaf that would be
+    autodiff-led (it is screened instead: measuring every entry is what ``auto`` avoids)."""
     if not run.refs.numeric:
         return Evidence("full", None)
     rtol = tolerance(leaf.judged, run.opts.rtol)
-    if leaf.ad is not None and total > FULL_NUMERIC_MAX and leaf.size > FULL_SAMPLE:
-        led = _led(run, leaf, rtol)
-        if led is not None:
-            return led
+    if led(run, leaf.ad is not None, leaf.size, total):
+        by_autodiff = _led(run, leaf, rtol)
+        if by_autodiff is not None:
+            return by_autodiff
+        if run.opts.mode == "auto":
+            return None
     parts = Partials.empty(leaf.size).with_(run, leaf, np.arange(leaf.size), rtol)
     return Evidence("full", parts, parts.method)

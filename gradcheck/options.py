@@ -32,9 +32,12 @@ class CheckOptions:
     Attributes:
         mode: ``"full"`` checks every element (autodiff-led above ``full.FULL_NUMERIC_MAX``
             entries when a JAX reference exists, see there); ``"directional"`` compares directional
-            derivatives along ``probes`` seeded Gaussian directions; ``"auto"`` uses full for
-            small problems and directional screening (then full re-checks of failing leaves up
-            to ``localise_max`` elements) for large ones.
+            derivatives along ``probes`` seeded Gaussian directions; ``"auto"`` measures every
+            entry of a tensor of at most ``full_max`` elements by finite differences, and a
+            larger one autodiff-led when a JAX reference exists (every entry compared with
+            autodiff, finite differences at a seeded sample, along probes and where they
+            disagree), by directional screening otherwise (then group testing names the wrong
+            entries of a tensor that fails) — so its cost does not grow with the size.
         references: which references to use, a subset of ``("numeric", "autodiff")``.
         jax_fun: a JAX twin of the forward with the same signature (``fun(params, *args)`` for
             check_grad, ``forward(params, x)`` for check_layer).
@@ -46,7 +49,8 @@ class CheckOptions:
         worst: how many worst entries to keep per leaf.
         time_axis: the axis of a sequence leaf that is time (for shift / time-step diagnoses);
             ``None`` for no time axis.
-        full_max: in ``auto`` mode, problems with at most this many elements are checked in full.
+        full_max: in ``auto`` mode, a tensor of at most this many elements has a finite
+            difference at every entry; larger ones are autodiff-led or screened (see ``mode``).
         localise_max: in ``auto`` mode, a leaf that fails screening is re-checked in full when
             it has at most this many elements.
         complex_step: ``None`` probes whether the forward is complex-safe, ``False`` never
@@ -74,7 +78,7 @@ class CheckOptions:
     probes: int = 3
     worst: int = 5
     time_axis: int | None = 0
-    full_max: int = 4096
+    full_max: int = 64
     localise_max: int = 16384
     complex_step: bool | None = None
     batch: bool = False

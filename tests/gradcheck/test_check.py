@@ -8,7 +8,7 @@ import json
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import gradcheck as gc
@@ -674,3 +674,54 @@ def test_screening_fails_a_hand_gradient_whose_twin_shares_its_bug(mode: str) ->
     assert leaf.mode == "directional"
     assert (res.verdict, leaf.blame) == ("fail", "hand")
     assert any("drops the same term" in n for n in leaf.notes)
+
+
+# The auto policy: a finite difference at every entry only for small tensors; larger ones are
+# autodiff-led with a JAX path and screened without one, so the cost does not grow with N.
+
+
+def _np_tanh(p: dict, x: np.ndarray, v: np.ndarray) -> float:
+    return float(np.sum(v * np.tanh(np.dot(x, p["W"]))))  # float(): no JAX path
+
+
+@settings(max_examples=6, deadline=None)
+@given(m=st.integers(9, 70), n=st.integers(8, 60), seed=st.integers(0, 2**16), data=st.data())
+def test_auto_cost_does_not_grow_with_the_tensor_and_one_wrong_entry_is_named(
+        m: int, n: int, seed: int, data: st.DataObject) -> None:
+    rng = np.random.default_rng(seed)
+    params, x, v = {"W": rng.normal(size=(m, n)) * 0.3}, rng.normal(size=(3, m)), rng.normal(size=(3, n))
+    i, j = data.draw(st.integers(0, m - 1)), data.draw(st.integers(0, n - 1))
+    for fun, mode in ((_np_tanh, "directional"), (F.tanh_layer, "full")):
+        ok = gc.check_grad(fun, F.tanh_layer_grad, params, x, v, seed=seed)
+        assert ok.passed and ok.leaf("W").mode == mode, ok.message()
+        assert ok.forward_calls <= 160  # against 2·m·n + 2 for a difference at every entry
+        assert 0 < ok.leaf("W").detection_power < 1e-3
+
+        def bad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+            g = F.tanh_layer_grad(p, x, v)["W"]
+            g[i, j] += 1e-2 * float(np.max(np.abs(g)))
+            return {"W": g}
+
+        res = gc.check_grad(fun, bad, params, x, v, seed=seed)
+        leaf = res.leaf("W")
+        assert (res.verdict, leaf.blame, leaf.n_mismatched) == ("fail", "hand", 1), res.message()
+        assert leaf.worst[0].index == (i, j)
+        assert res.forward_calls <= 160 + 40 * int(np.log2(m * n)) + 8 * 16
+
+
+def test_full_max_sets_the_tensors_measured_at_every_entry() -> None:
+    rng = np.random.default_rng(2)
+    params = {"W": rng.normal(size=(10, 9)) * 0.3, "b": rng.normal(size=9)}
+    x, v = rng.normal(size=(3, 10)), rng.normal(size=(3, 9))
+
+    def fun(p: dict, x: np.ndarray, v: np.ndarray) -> float:
+        return float(np.sum(v * np.tanh(np.dot(x, p["W"]) + p["b"])))
+
+    def grad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
+        d = v * (1 - np.tanh(np.dot(x, p["W"]) + p["b"]) ** 2)
+        return {"W": np.dot(x.T, d), "b": d.sum(0)}
+
+    res = gc.check_grad(fun, grad, params, x, v)
+    assert [(lf.name, lf.mode) for lf in res.leaves] == [("W", "directional"), ("b", "full")]
+    res = gc.check_grad(fun, grad, params, x, v, full_max=90)
+    assert [lf.mode for lf in res.leaves] == ["full", "full"]
