@@ -35,6 +35,7 @@ from gradcheck.tolerance import (
 
 __all__ = [
     "SALT_CONTROL",
+    "SALT_DENSE",
     "SALT_LED_PROBE",
     "SALT_LED_SAMPLE",
     "SALT_SUSPECTS",
@@ -63,6 +64,8 @@ SALT_LED_SAMPLE = 0x5A
 SALT_SUSPECTS = 0x5B
 #: The entry where the negative control plants its error.
 SALT_CONTROL = 0xC0
+#: The sample of a failing screened leaf measured before group testing.
+SALT_DENSE = 0xDE
 
 log = logging.getLogger("gradcheck")
 
@@ -231,6 +234,9 @@ class Evidence:
     led: tuple[int, int] | None = None
     localisation: Localisation | None = None
     unresolved: np.ndarray | None = None
+    #: Localisation stopped at a seeded sample that is wrong almost everywhere: the entries
+    #: outside it are ``unresolved`` because they were not measured, not for lack of accuracy.
+    sampled: bool = False
     notes: tuple[str, ...] = ()
 
     def kink(self, n: int) -> np.ndarray:

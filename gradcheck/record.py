@@ -98,10 +98,28 @@ def _worst(s: _Shown, status: np.ndarray, leaf: Leaf, j: Judgement, ev: Evidence
                  for i in order[:k] if status[i] != "kink" and shown[i])
 
 
-def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement) -> Diagnosis | None:
+def _sampled_diagnosis(leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement) -> Diagnosis | None:
+    """The bug's shape read from a seeded sample alone: only the shapes a sample can show (an
+    all-zero gradient, a sign flip, a constant factor), else that it is spread over the leaf."""
+    assert s.num is not None
+    at = np.flatnonzero(s.smooth)
+    bad = status[at] == "hand"
+    found = diagnose(leaf.hand[at], s.num[at], bad, rtol=j.tol.rtol, atol=j.tol.atol,
+                     err=s.err[at] if s.err is not None else 0.0, time_axis=None)
+    if found is not None and found.kind in ("zero", "sign_flip", "scale"):
+        return found
+    return Diagnosis("widespread", f"wrong at {int(bad.sum())} of {at.size} entries of a seeded "
+                     "sample: the error is spread over the tensor, not confined to a few entries "
+                     "(a wrong formula rather than a slip)")
+
+
+def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement,
+               ev: Evidence) -> Diagnosis | None:
     ref = s.ad if s.ad is not None else s.num
     if j.verdict != "fail":
         return None
+    if ev.sampled and j.blame == "hand" and s.ad is None and s.num is not None:
+        return _sampled_diagnosis(leaf, s, status, j)
     if ref is not None and j.blame == "hand":
         # A wrong value at a kink has no derivative to compare with (the references' value there
         # is one convention or the midpoint): the bug's shape is read from the smooth entries.
@@ -124,8 +142,8 @@ def _own_notes(run: Run, leaf: Leaf, ev: Evidence, status: np.ndarray, j: Judgem
         notes.append(f"the hand gradient is {leaf.native.dtype} for a {value.dtype} "
                      f"tensor: judged with {j.tol.judged} tolerances")
     unverified = status == "unverified"
-    if ev.parts is not None and ev.parts.stopped:  # the budget's note counts the unmeasured
-        unverified &= ev.parts.taken
+    if ev.parts is not None and (ev.parts.stopped or ev.sampled):
+        unverified &= ev.parts.taken  # the budget's or the sample's note counts the unmeasured
     n_unverified = int(np.count_nonzero(unverified))
     if n_unverified:
         notes.append(f"{n_unverified} entries could not be verified (finite differences too "
@@ -183,7 +201,7 @@ def leaf_result(run: Run, leaf: Leaf, ev: Evidence, j: Judgement, power: Power |
         n_checked=int(np.count_nonzero((status != "kink") & (status != "unverified"))),
         n_mismatched=int(np.count_nonzero(np.isin(status, ("hand", "autodiff", "inconclusive")))),
         n_kinks=int(kink.sum()), worst=_worst(s, status, leaf, j, ev, run.opts.worst, s.smooth | kink),
-        kinks=kinks, diagnosis=_diagnosis(run, leaf, s, status, j), probes=j.probes,
+        kinks=kinks, diagnosis=_diagnosis(run, leaf, s, status, j, ev), probes=j.probes,
         notes=tuple(notes), detection_power=power.power if power else math.nan,
         control=power.control if power else None, localisation=ev.localisation,
         n_unexercised=int(np.count_nonzero(j.unexercised)) if j.unexercised is not None else 0)

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from gradcheck import localise
+from gradcheck import localise, numeric
 from gradcheck.measure import (
+    SALT_DENSE,
     Evidence,
     Leaf,
     Measured,
@@ -31,7 +32,14 @@ from gradcheck.measure import (
 from gradcheck.result import Localisation
 from gradcheck.tolerance import Tolerance, close
 
-__all__ = ["gather", "localise_leaf"]
+__all__ = ["DENSE_FRACTION", "DENSE_SAMPLE", "gather", "localise_leaf"]
+
+#: Entries of a failing leaf measured one by one before group testing (a seeded sample).
+DENSE_SAMPLE = 16
+#: When at least this fraction of the sample's smooth entries is wrong, the leaf is wrong almost
+#: everywhere: the sample names the bug's shape and the other entries are not measured one by
+#: one (bisection would measure nearly all of them).
+DENSE_FRACTION = 0.25
 
 
 def _direction(leaf: Leaf, seed: int) -> np.ndarray:
@@ -84,7 +92,11 @@ def _block_test(run: Run, leaf: Leaf, tol: Tolerance, counter: Iterator[int]
         flat_u = np.zeros(leaf.x.size)
         flat_u[idx] = np.random.default_rng(seed).standard_normal(idx.size) * scale[idx]
         u = flat_u.reshape(leaf.x.shape)
-        d = directional(run, leaf, u, float(np.sum(hand * u)), tol)
+        # The complex step alone decides a block where it is safe: a block it wrongly calls
+        # wrong only costs a finer search, and every entry blamed in the end is measured by
+        # complex step and central differences.
+        d = (numeric.directional_complex(run.refs.obj, leaf.k, u, name=leaf.name)
+             if run.refs.complex_ok else directional(run, leaf, u, float(np.sum(hand * u)), tol))
         if d.kink:  # a kink inside the block: descend, the entries will say where
             return True
         m = Measured(seed, d.direction, d)
@@ -93,24 +105,52 @@ def _block_test(run: Run, leaf: Leaf, tol: Tolerance, counter: Iterator[int]
     return is_wrong
 
 
+def _dense(run: Run, leaf: Leaf, tol: Tolerance) -> tuple[Partials, bool]:
+    """A seeded sample of the leaf's entries measured one by one, and whether it shows the leaf
+    wrong almost everywhere (at least :data:`DENSE_FRACTION` of its smooth entries, and two)."""
+    rng = np.random.default_rng(probe_seed(run.opts.seed, leaf.k, SALT_DENSE))
+    idx = np.sort(rng.choice(leaf.size, size=min(DENSE_SAMPLE, leaf.size), replace=False))
+    parts = Partials.empty(leaf.size).with_(run, leaf, idx, tol.rtol)
+    smooth = np.intersect1d(parts.measured, idx[~parts.kink[idx]])
+    wrong = ~close(leaf.hand[smooth], parts.num[smooth], rtol=tol.rtol, atol=tol.atol,
+                   err=parts.err[smooth])
+    n_wrong = int(np.count_nonzero(wrong))
+    return parts, bool(smooth.size and n_wrong >= max(2.0, DENSE_FRACTION * smooth.size))
+
+
 def localise_leaf(run: Run, leaf: Leaf, tol: Tolerance, screened: tuple[str, str | None, tuple[str, ...]]
                   ) -> Evidence:
     """Name the wrong entries of a leaf that failed screening (``screened``: its verdict, numeric
-    method and notes), judged with the screening's tolerances ``tol``."""
+    method and notes), judged with the screening's tolerances ``tol``: a seeded sample first —
+    when it is wrong almost everywhere the check stops there — then group testing."""
     verdict, method, notes = screened
     calls = run.refs.obj.calls
+    sample, dense = _dense(run, leaf, tol)
+    if dense:
+        n = int(np.count_nonzero(sample.taken))
+        note = (f"directional screening gave '{verdict}', and a seeded sample of {n} entries "
+                "measured one by one is wrong almost everywhere: the sample shows the bug's shape, "
+                f"and the other {leaf.size - n} entries were not measured one by one (a failing "
+                "check stops early; mode='full' measures every entry)")
+        return Evidence("localised", sample, sample.method or method,
+                        localisation=Localisation(0, n, ()), unresolved=np.flatnonzero(~sample.taken),
+                        sampled=True, notes=(note, *notes))
     found = localise.search(leaf.size, _block_test(run, leaf, tol, iter(range(1 << 30))),
                             max_entries=run.opts.localise_max)
     idx = np.concatenate(found.measure) if found.measure else np.zeros(0, np.int64)
-    parts = Partials.empty(leaf.size).with_(run, leaf, idx, tol.rtol)
+    idx = np.setdiff1d(idx, np.flatnonzero(sample.taken))
+    parts = sample.with_(run, leaf, idx, tol.rtol)
     unresolved = np.concatenate(found.unresolved) if found.unresolved else np.zeros(0, np.int64)
+    unresolved = np.setdiff1d(unresolved, np.flatnonzero(sample.taken))
     blocks = tuple((int(b[0]), int(b[-1]) + 1) for b in found.unresolved)
+    measured = int(np.count_nonzero(parts.taken))
     note = (f"directional screening gave '{verdict}'; group testing localised it with "
-            f"{found.tests} block tests and {idx.size} single-entry partials "
-            f"({run.refs.obj.calls - calls} forward calls for {leaf.size} entries)")
+            f"{found.tests} block tests and {measured} single-entry partials, a seeded sample of "
+            f"{int(np.count_nonzero(sample.taken))} of them first ({run.refs.obj.calls - calls} "
+            f"forward calls for {leaf.size} entries)")
     if blocks:
         note += (f"; {unresolved.size} entries in {len(blocks)} blocks stayed unresolved within the "
                  f"budget (localise_max={run.opts.localise_max})")
-    return Evidence("localised", parts, parts.method if idx.size else method,
-                    localisation=Localisation(found.tests, int(idx.size), blocks),
+    return Evidence("localised", parts, parts.method if measured else method,
+                    localisation=Localisation(found.tests, measured, blocks),
                     unresolved=unresolved, notes=(note, *notes))

@@ -197,7 +197,7 @@ def test_localise_leaf_names_a_single_wrong_entry(i: int, j: int, off: float) ->
     assert where.mode == "localised" and where.parts is not None
     loc = where.localisation
     assert isinstance(loc, Localisation)
-    assert loc.tests > 0 and 1 <= loc.entries <= 8 and loc.blocks == ()
+    assert loc.tests > 0 and 1 <= loc.entries <= 8 + screen.DENSE_SAMPLE and loc.blocks == ()
     assert where.unresolved is not None and where.unresolved.size == 0
     flat = i * N_LOC + j
     assert where.parts.taken[flat] and int(where.parts.taken.sum()) == loc.entries
@@ -235,3 +235,71 @@ def test_localise_leaf_reports_blocks_left_unresolved_by_the_budget() -> None:
     (note,) = where.notes
     assert (f"{where.unresolved.size} entries in {len(loc.blocks)} blocks stayed unresolved within "
             "the budget (localise_max=16)") in note
+
+
+# --------------------------------------------------------------------------- a leaf wrong almost everywhere
+
+
+def _scaled(factor: float) -> Any:
+    def bad(p: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {"W": factor * _np_grad(p)}
+    return bad
+
+
+@settings(max_examples=6, deadline=None)
+@given(factor=st.sampled_from([1.5, 0.5, -1.0, 1.01]), seed=st.integers(0, 2**16))
+def test_a_leaf_wrong_almost_everywhere_stops_at_the_seeded_sample(factor: float, seed: int) -> None:
+    """Bisection of a leaf wrong at every entry would measure all of them one by one; the seeded
+    sample shows it is wrong almost everywhere and the check stops there, blaming the hand."""
+    run = make_run(_np_loss, _scaled(factor), _point(), seed=seed)
+    lf = first_leaf(run)
+    ev, found = _screened(run, lf)
+    assert found.verdict == "fail"
+    calls = run.refs.obj.calls
+    where = screen.localise_leaf(run, lf, found.tol, (found.verdict, ev.method, ()))
+    spent = run.refs.obj.calls - calls
+    assert where.sampled and where.parts is not None and where.localisation is not None
+    taken = np.flatnonzero(where.parts.taken)
+    assert taken.size == screen.DENSE_SAMPLE and where.localisation.tests == 0
+    # the complex step, and central differences where it contradicts the hand: no block tests
+    assert spent <= 8 * screen.DENSE_SAMPLE < lf.size
+    assert where.unresolved is not None
+    np.testing.assert_array_equal(np.sort(np.concatenate([taken, where.unresolved])), np.arange(lf.size))
+    status = judge.localised(run, lf, where, found.tol).status
+    assert set(status[taken]) == {"hand"} and set(status[where.unresolved]) == {"unverified"}
+    assert "wrong almost everywhere" in where.notes[0]
+
+
+def test_a_check_that_stops_at_the_sample_says_so_and_diagnoses_from_it() -> None:
+    import gradcheck as gc
+
+    res = gc.check_grad(_np_loss, _scaled(0.5), _point())
+    leaf = res.leaf("W")
+    assert (res.verdict, leaf.blame, leaf.mode) == ("fail", "hand", "localised")
+    assert leaf.diagnosis is not None and (leaf.diagnosis.kind, leaf.diagnosis.factor) == ("scale", 0.5)
+    assert any(f"the other {N_LOC * N_LOC - screen.DENSE_SAMPLE} entries were not measured" in n
+               for n in leaf.notes)
+    # the unmeasured entries are not said to be beyond the finite differences' accuracy
+    assert not any("could not be verified" in n for n in leaf.notes)
+    res = gc.check_grad(_np_loss, lambda p: {"W": _np_grad(p) + np.sin(7 * p["W"])}, _point())
+    leaf = res.leaf("W")
+    assert leaf.diagnosis is not None and leaf.diagnosis.kind == "widespread"
+    assert f"of {screen.DENSE_SAMPLE} entries of a seeded sample" in leaf.diagnosis.summary
+
+
+def test_a_sparse_bug_is_not_taken_for_a_dense_one() -> None:
+    """Two wrong entries: at most two sampled entries are wrong, never a quarter of the sample."""
+    def bad(p: dict[str, Any]) -> dict[str, np.ndarray]:
+        g = _np_grad(p)
+        g[3, 4] += 0.1
+        g[40, 2] -= 0.1
+        return {"W": g}
+
+    for seed in range(5):
+        run = make_run(_np_loss, bad, _point(), seed=seed)
+        lf = first_leaf(run)
+        ev, found = _screened(run, lf)
+        where = screen.localise_leaf(run, lf, found.tol, (found.verdict, ev.method, ()))
+        assert not where.sampled and where.localisation is not None and where.localisation.tests > 0
+        status = judge.localised(run, lf, where, found.tol).status
+        np.testing.assert_array_equal(np.flatnonzero(status == "hand"), [3 * N_LOC + 4, 40 * N_LOC + 2])
