@@ -74,6 +74,21 @@ def _wide_hands(hand_at: HandAt, values: Sequence[np.ndarray], target: np.dtype[
         return None
 
 
+def _cannot_clear(low: LeafResult, move: float) -> bool:
+    """Whether a recomputation that moves no entry by more than ``move`` must fail where ``low``
+    failed: its worst hand-blamed entry is off by more than its tolerance plus twice that move,
+    so rechecking (a second measurement of the whole leaf) could not clear it."""
+    worst = next((e for e in low.worst if e.status == "hand"), None)
+    if worst is None or not math.isfinite(move):
+        return False
+    ref = worst.autodiff if worst.autodiff is not None else worst.numeric
+    if ref is None or not math.isfinite(ref):
+        return False
+    err = 0.0 if worst.autodiff is not None else (worst.numeric_error or 0.0)
+    allowed = low.rtol * max(abs(worst.hand), abs(ref)) + low.atol + err
+    return math.isfinite(allowed) and abs(worst.hand - ref) > allowed + 2 * move
+
+
 def climb(problem: Problem, precision: np.dtype[Any], results: Sequence[LeafResult],
           recheck: Recheck) -> list[LeafResult]:
     """``results`` with every hand-blamed failure that the wider backward clears passed; each
@@ -96,7 +111,12 @@ def climb(problem: Problem, precision: np.dtype[Any], results: Sequence[LeafResu
             if h is None or h.dtype != target:
                 continue
             # The same mode as the first judgement (a screened leaf is screened again, not
-            # re-measured entry by entry).
+            # re-measured entry by entry) — unless the wider run is too close to this one to
+            # clear its worst entry.
+            low = problem.hand[k]
+            if low is not None and low.size and _cannot_clear(
+                    results[i], float(np.max(np.abs(low.astype(np.float64) - h.astype(np.float64))))):
+                continue
             if recheck(k, h).verdict == "pass":
                 out[i] = _passed(results[i], _max_rel(problem.hand[k], h), np.dtype(target))
     return out

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradcheck import full, judge, ladder, power, record
 from gradcheck.measure import Run, leaf
@@ -261,3 +263,44 @@ def test_climb_clears_each_leaf_at_its_own_next_precision(order: tuple[str, str]
     out = ladder.climb(run.problem, run.refs.precision, results, real_recheck(run))
     # the same problem, only the order of its leaves differs: the same verdicts
     assert {r.name: r.verdict for r in out} == {"a": "pass", "b": "pass"}
+
+
+# ----------------------------------------------------------------------------- no recheck that cannot clear
+
+
+def _np_tanh_with(rel: float, wobble: float) -> Any:
+    """The tanh layer's float64 hand gradient, off by ``rel·max|g|`` at entry (1, 0), and moved by
+    up to ``wobble·max|g|`` everywhere when computed in a wider dtype (a platform-dependent
+    rounding the precision ladder must see through)."""
+    def grad(p: dict[str, Any], x: np.ndarray, v: np.ndarray) -> dict[str, Any]:
+        wide = p["W"].dtype != np.float64
+        W, x64, v64 = (np.asarray(a, np.float64) for a in (p["W"], x, v))
+        g = F.tanh_layer_grad({"W": W}, x64, v64)["W"]
+        scale = float(np.max(np.abs(g)))
+        g[1, 0] += rel * scale
+        if wide:
+            g = g + wobble * scale * np.cos(np.arange(g.size).reshape(g.shape))
+        return {"W": g.astype(p["W"].dtype)}
+    return grad
+
+
+@pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="needs a long double wider than float64 (x86)")
+@settings(max_examples=12, deadline=None)
+@given(rel=st.sampled_from([1e-2, 1e-4, 3e-6]), wobble=st.sampled_from([0.0, 1e-9, 1e-5, 1e-2]))
+def test_a_recheck_is_skipped_only_when_it_could_not_clear_the_failure(rel: float, wobble: float) -> None:
+    """Whenever the ladder skips the wider recheck, that recheck would have failed too."""
+    rng = np.random.default_rng(8)
+    W, x, v = rng.normal(size=(4, 3)), rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    run = make_run(np_tanh, _np_tanh_with(rel, wobble), {"W": W}, x, v, mode="full")
+    hand = run.problem.hand[0]
+    assert hand is not None
+    low = leaf_record(run, 0, hand)
+    assert (low.verdict, low.blame) == ("fail", "hand")
+    spy = Rechecks(low)
+    ladder.climb(run.problem, run.refs.precision, [low], spy)
+    wide = run.problem.hand_at([w.astype(np.longdouble) for w in run.problem.values], np.longdouble)[0]
+    assert wide is not None
+    if not spy.calls:
+        assert real_recheck(run)(0, wide).verdict == "fail"
+    if wobble == 0.0:  # the wider run is the same numbers: never worth a second measurement
+        assert spy.calls == []
