@@ -11,7 +11,8 @@ stages only read the record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from gradcheck.options import CheckOptions
 __all__ = ["Candidates", "HandAt", "Problem", "grad_problem", "layer_problem"]
 
 #: Builds the JAX losses over the leaves that may be the autodiff reference, best first.
-Candidates = Callable[[], list[tuple[str, Callable[[list[Any]], Any]]]]
+Candidates = Callable[[], list[tuple[str, Callable[[list[Any]], Any], "autodiff.Jittable | None"]]]
 #: ``hand_at(leaves, upcast)``: the user's backward again at other leaf values (``upcast``: a
 #: dtype every lower-precision float input is cast to, or ``None``), validated like ``hand``.
 HandAt = Callable[[list[np.ndarray], Any], list["np.ndarray | None"]]
@@ -169,18 +170,47 @@ def _grad_loss(fun: Callable[..., Any], pristine: Any, label: str) -> float:
     return value
 
 
+def _function_key(fn: Callable[..., Any]) -> Hashable | None:
+    """What identifies a user function across checks: the function itself, or a bound method's
+    function and its object (a frozen dataclass layer is equal to its equal copies); ``None``
+    when that cannot be hashed."""
+    key = (fn.__func__, fn.__self__) if isinstance(fn, types.MethodType) else fn
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _grad_jittable(fn: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ...]
+                   ) -> autodiff.Jittable | None:
+    """``fn(params, *args)`` compiled over its leaves and its array ``args`` (only when every
+    arg is an array: anything else may steer Python control flow)."""
+    key = _function_key(fn)
+    if key is None or not all(isinstance(a, np.ndarray) for a in args):
+        return None
+
+    def loss(ls: list[Any], data: list[Any]) -> Any:
+        return fn(treedef.unflatten(ls), *data)
+
+    return autodiff.Jittable(("check_grad", key, treedef, len(args)), loss, list(args))
+
+
 def _grad_candidates(fun: Callable[..., Any], args: Callable[[], Any], treedef: TreeDef,
                      jax_fun: Callable[..., Any] | None) -> Candidates:
     """``args()`` is a fresh copy of the user's ``*args`` at each call."""
-    def candidates() -> list[tuple[str, Callable[[list[Any]], Any]]]:
+    def candidates() -> list[tuple[str, Callable[[list[Any]], Any], autodiff.Jittable | None]]:
+        given = args()
         if jax_fun is not None:
             twin = jax_fun
             return [("the jax_fun twin",
-                     lambda ls: twin(treedef.unflatten(ls), *autodiff.to_jax(args())))]
+                     lambda ls: twin(treedef.unflatten(ls), *autodiff.to_jax(args())),
+                     _grad_jittable(twin, treedef, given))]
         return [("the forward on JAX arrays",
-                 lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(args()))),
+                 lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(args())),
+                 _grad_jittable(fun, treedef, given)),
                 ("the forward on JAX parameters and numpy args",
-                 lambda ls: fun(treedef.unflatten(ls), *args()))]
+                 lambda ls: fun(treedef.unflatten(ls), *args()), None)]
     return candidates
 
 
@@ -288,15 +318,22 @@ def _layer_hand(raw: Any, leaves: _Leaves, n_params: int, bwd: str) -> tuple[lis
     return hand_p + hand_x, notes_p + notes_x
 
 
-def _layer_candidates(forward: Callable[..., Any], twin: bool, treedef: TreeDef,
-                      dy: np.ndarray) -> Candidates:
-    desc = "the jax_fun twin" if twin else "the forward on JAX arrays"
-
-    def jloss(ls: list[Any]) -> Any:
+def _layer_loss(forward: Callable[..., Any], treedef: TreeDef) -> Callable[[list[Any], Any], Any]:
+    def loss(ls: list[Any], dy: Any) -> Any:
         t = treedef.unflatten(ls)
         return contract(forward(t["params"], t["x"]), dy)
 
-    return lambda: [(desc, jloss)]
+    return loss
+
+
+def _layer_candidates(forward: Callable[..., Any], twin: bool, treedef: TreeDef,
+                      dy: np.ndarray) -> Candidates:
+    desc = "the jax_fun twin" if twin else "the forward on JAX arrays"
+    key = _function_key(forward)
+    loss = _layer_loss(forward, treedef)
+    jittable = (autodiff.Jittable(("check_layer", key, treedef), loss, dy)
+                if key is not None else None)
+    return lambda: [(desc, lambda ls: loss(ls, dy), jittable)]
 
 
 def _adapter_notes(layer: Any) -> tuple[str, ...]:

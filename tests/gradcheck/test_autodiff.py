@@ -1,0 +1,134 @@
+"""autodiff.py: the JAX reference, and its compiled functions reused across checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gradcheck import autodiff
+from gradcheck.autodiff import Jittable
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    autodiff.clear_cache()
+    yield
+    autodiff.clear_cache()
+
+
+class Traced:
+    """A loss ``Σ c·leaf²`` that counts how often JAX traces it (each trace runs the Python)."""
+
+    def __init__(self) -> None:
+        self.traces = 0
+
+    def __call__(self, ls: list[Any], data: Any) -> Any:
+        import jax.numpy as jnp
+
+        self.traces += 1
+        return jnp.sum(data * ls[0] ** 2)
+
+
+def _check(fn: Traced, key: Any, x: np.ndarray, c: np.ndarray) -> autodiff.AutodiffResult:
+    spec = Jittable(key, fn, c)
+    cands = [("the forward on JAX arrays", lambda ls: fn(ls, c), spec)]
+    return autodiff.gradient(cands, [x], expected=float(np.sum(c * x**2)), tol=1e-9)
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_a_shape_is_compiled_on_its_second_check_and_reused_with_new_data(n: int, seed: int) -> None:
+    autodiff.clear_cache()
+    rng = np.random.default_rng(seed)
+    fn = Traced()
+    for i in range(5):
+        x, c = rng.normal(size=n), rng.normal(size=n)
+        got = _check(fn, ("test", fn), x, c)
+        assert got.grads is not None
+        np.testing.assert_allclose(got.grads[0], 2 * c * x, rtol=1e-13)
+        if i == 0:
+            assert fn.traces == 1  # eager: a one-off shape never pays a compilation
+    # eager once; the second check counts equations and compiles (two traces); no more after
+    assert fn.traces == 3
+
+
+def test_a_new_shape_is_eager_first_and_the_compiled_one_stays_cached() -> None:
+    fn = Traced()
+    for n in (3, 3, 4, 3, 4, 4):
+        got = _check(fn, ("test", fn), np.ones(n), np.arange(n, dtype=float))
+        assert got.grads is not None
+    # 3: eager, count + compile; 4: eager, count + compile; then cached
+    assert fn.traces == 6
+
+
+def test_a_stale_compiled_trace_is_dropped_and_the_gradient_recomputed_eagerly() -> None:
+    """A key that wrongly claims two computations equal: the compiled value is not the forward's,
+    so the eager gradient is used, and right."""
+    scale = {"s": 1.0}
+
+    def fn(ls: list[Any], data: Any) -> Any:
+        import jax.numpy as jnp
+        return scale["s"] * jnp.sum(data * ls[0] ** 2)
+
+    x, c = np.array([1.0, 2.0]), np.array([0.5, -1.0])
+    for s in (1.0, 1.0, 1.0, 3.0):
+        scale["s"] = s
+        spec = Jittable(("stale",), fn, c)
+        got = autodiff.gradient([("f", lambda ls: fn(ls, c), spec)], [x],
+                                expected=s * float(np.sum(c * x**2)), tol=1e-12)
+        assert got.grads is not None
+        np.testing.assert_allclose(got.grads[0], s * 2 * c * x, rtol=1e-13)
+
+
+def test_an_unhashable_key_and_a_large_program_are_never_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    fn = Traced()
+    for _ in range(3):
+        assert _check(fn, ("unhashable", [1]), np.ones(2), np.ones(2)).grads is not None
+    assert fn.traces == 3
+    monkeypatch.setattr(autodiff, "COMPILE_MAX_EQNS", 1)
+    fn = Traced()
+    for _ in range(4):
+        assert _check(fn, ("big", fn), np.ones(2), np.ones(2)).grads is not None
+    assert fn.traces == 5  # eager each time, plus one trace to count the program's equations
+
+
+def test_a_function_that_does_not_compile_is_differentiated_eagerly() -> None:
+    """A data-dependent shape (``nonzero`` without ``size=``) is fine eagerly, not under jit."""
+    def fn(ls: list[Any], data: Any) -> Any:
+        import jax.numpy as jnp
+        x = ls[0]
+        return jnp.sum(data[jnp.nonzero(x > 0)[0]] * x[jnp.nonzero(x > 0)[0]] ** 2)
+
+    x, c = np.array([1.0, -2.0, 3.0]), np.array([0.5, -1.0, 2.0])
+    for _ in range(3):
+        got = autodiff.gradient([("f", lambda ls: fn(ls, c), Jittable(("shape",), fn, c))], [x],
+                                expected=float(np.sum((c * x**2)[x > 0])), tol=1e-12)
+        assert got.grads is not None
+        np.testing.assert_allclose(got.grads[0], np.where(x > 0, 2 * c * x, 0.0), rtol=1e-13)
+    assert ("shape",) not in autodiff._COMPILED
+
+
+def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(autodiff, "COMPILE_CACHE_SIZE", 3)
+    fns = [Traced() for _ in range(5)]
+    for fn in fns:
+        for _ in range(2):
+            _check(fn, ("bounded", fn), np.ones(2), np.ones(2))
+    assert len(autodiff._COMPILED) == 3 and len(autodiff._SEEN) == 3
+
+
+def test_checks_of_a_frozen_dataclass_layer_reuse_one_compiled_function() -> None:
+    """Equal (frozen dataclass) layers are one computation: new instances hit the cache."""
+    import gradcheck as gc
+    from reference import dense
+
+    layer, params, x = dense.make_case(np.random.default_rng(0), batch=3, d_in=3, d_out=2)
+    for seed in range(3):
+        again = type(layer)(**{f: getattr(layer, f) for f in layer.__dataclass_fields__})
+        assert gc.check_layer(again, params, x, seed=seed).passed
+    assert len(autodiff._COMPILED) == 1
