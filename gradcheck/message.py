@@ -53,11 +53,17 @@ def _directional_lines(leaf: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _checked(leaf: Mapping[str, Any]) -> str:
+    """"elements", or which ones when not every element was measured one by one."""
+    total = int(leaf.get("n_elements", leaf["n_checked"]))
+    return "elements" if int(leaf["n_checked"]) >= total else f"measured elements (of {total})"
+
+
 def _entry_lines(leaf: Mapping[str, Any]) -> list[str]:
     tol = leaf["tolerance"]
     head = (f"dL/d{leaf['name']} ({leaf['dtype']}, shape {tuple(leaf['shape'])}): "
-            f"{leaf['n_mismatched']} of {leaf['n_checked']} elements outside rtol={tol['rtol']:g}, "
-            f"atol={float(tol['atol']):.3g}")
+            f"{leaf['n_mismatched']} of {leaf['n_checked']} {_checked(leaf)} outside "
+            f"rtol={tol['rtol']:g}, atol={float(tol['atol']):.3g}")
     return [head] + [
         f"  worst at {list(e['index'])}: hand={_fmt(e['hand'])}  numeric={_fmt(e['numeric'])}±"
         f"{_fmt(e['numeric_error'])}  autodiff={_fmt(e['autodiff'])}  [{e['status']}]{_slopes(e)}"

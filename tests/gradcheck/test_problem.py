@@ -438,18 +438,18 @@ def test_grad_candidates_without_and_with_a_twin() -> None:
     opts = CheckOptions()
     prob = problem.grad_problem(square, square_grad, {"W": np.ones(2)}, (), opts)
     assert not prob.twin
-    assert [d for d, _ in prob.jax_candidates()] == [
+    assert [c[0] for c in prob.jax_candidates()] == [
         "the forward on JAX arrays", "the forward on JAX parameters and numpy args"]
     twin = problem.grad_problem(square, square_grad, {"W": np.ones(2)}, (),
                                 validate({"jax_fun": square}))
     assert twin.twin
-    assert [d for d, _ in twin.jax_candidates()] == ["the jax_fun twin"]
+    assert [c[0] for c in twin.jax_candidates()] == ["the jax_fun twin"]
 
 
 def test_layer_candidate_contracts_with_the_same_dy() -> None:
     params, x = linear_case()
     prob = problem.layer_problem(Linear(), params, x, CheckOptions())
-    ((desc, jloss),) = prob.jax_candidates()
+    ((desc, jloss, _),) = prob.jax_candidates()
     assert desc == "the forward on JAX arrays"
     # The candidate is callable on numpy leaves too: the same L = <dy, y>.
     assert float(jloss(list(prob.values))) == pytest.approx(prob.f0, rel=1e-12)
