@@ -70,6 +70,9 @@ class Jittable:
     key: Hashable
     fn: Callable[[list[Any], Any], Any]
     data: Any
+    #: ``False``: never compiled (numpy arrays the trace must see as constants), only remembered
+    #: when it cannot be traced.
+    compile: bool = True
 
 
 #: Compiled ``value_and_grad`` functions kept, least recently used dropped first.
@@ -85,12 +88,36 @@ _COMPILED: OrderedDict[Hashable, Callable[..., Any] | None] = OrderedDict()
 #: a hypothesis example, never pay a compilation that eager differentiation beats), then whether
 #: its program is small enough (:data:`COMPILE_MAX_EQNS`).
 _SEEN: OrderedDict[Hashable, bool | None] = OrderedDict()
+#: (key, shapes) → why JAX could not trace it: a numpy-only forward is not traced again at the
+#: same shapes (a failed trace costs more than a small check: JAX filters the traceback).
+_FAILED: OrderedDict[Hashable, str] = OrderedDict()
 
 
 def clear_cache() -> None:
-    """Forget every compiled autodiff reference (they are rebuilt on demand)."""
+    """Forget every compiled autodiff reference and remembered failure (rebuilt on demand)."""
     _COMPILED.clear()
     _SEEN.clear()
+    _FAILED.clear()
+
+
+def _signature(spec: Jittable, point: Sequence[Any]) -> Hashable | None:
+    """The key and the shapes of a call at the float64 ``point`` (numpy or JAX arrays), or
+    ``None`` when it cannot be hashed."""
+    shapes = [(np.shape(d), str(getattr(d, "dtype", type(d).__name__))) for d in _arrays(spec.data)]
+    signature = (spec.key, tuple(tuple(np.shape(p)) for p in point), tuple(shapes))
+    try:
+        hash(signature)
+    except TypeError:
+        return None
+    return signature
+
+
+def _arrays(tree: Any) -> list[Any]:
+    if isinstance(tree, dict):
+        return [a for v in tree.values() for a in _arrays(v)]
+    if isinstance(tree, list | tuple):
+        return [a for v in tree for a in _arrays(v)]
+    return [tree]
 
 
 def _remember(cache: OrderedDict[Hashable, Any], key: Hashable, value: Any) -> None:
@@ -119,13 +146,10 @@ def _compiled(spec: Jittable, point: list[Any]) -> tuple[Any, Any] | None:
     import jax
     import jax.numpy as jnp
 
-    data = to_jax(spec.data)
-    signature = (spec.key, tuple((p.shape, str(p.dtype)) for p in point),
-                 tuple((d.shape, str(d.dtype)) for d in jax.tree_util.tree_leaves(data)))
-    try:
-        hash(signature)
-    except TypeError:
+    signature = _signature(spec, point)
+    if signature is None or not spec.compile:
         return None
+    data = to_jax(spec.data)
     if signature not in _SEEN:
         _remember(_SEEN, signature, None)
         return None
@@ -212,13 +236,23 @@ def gradient(
     import jax.numpy as jnp
 
     reasons = []
+    tried = []
+    for description, loss, *spec in candidates:
+        jittable = spec[0] if spec else None
+        signature = _signature(jittable, leaves) if jittable is not None else None
+        if signature is not None and signature in _FAILED:
+            reasons.append(_FAILED[signature])
+        else:
+            tried.append((description, loss, jittable, signature))
     with jax.enable_x64(True):
-        point = [jnp.asarray(leaf, dtype=jnp.float64) for leaf in leaves]
-        for description, loss, *spec in candidates:
+        point = [jnp.asarray(leaf, dtype=jnp.float64) for leaf in leaves] if tried else []
+        for description, loss, jittable, signature in tried:
             try:
-                value, out = _value_and_grad(loss, spec[0] if spec else None, point, expected, tol)
+                value, out = _value_and_grad(loss, jittable, point, expected, tol)
             except Exception as exc:
                 reasons.append(_reason(exc))
+                if signature is not None:
+                    _remember(_FAILED, signature, reasons[-1])
                 continue
             if not all(np.isfinite(g).all() for g in out):
                 reasons.append("JAX's gradient holds NaN/Inf")

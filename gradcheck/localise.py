@@ -9,7 +9,9 @@ check::
 
     search(block):            block known to be wrong
         split it in halves A, B; test both
-        neither wrong         -> the errors hide below the halves' resolution: measure every entry
+        neither wrong         -> test both again (up to ``retries`` times: a random direction
+                                 can be small at the wrong entry); still neither: the errors
+                                 hide below the halves' resolution: measure every entry
         both wrong, |block| ≤ dense_block -> dense errors: measure every entry of the block
         otherwise             -> search each wrong half
 
@@ -69,6 +71,7 @@ def search(
     dense_block: int = 64,
     max_tests: int = 4096,
     max_entries: int = 16384,
+    retries: int = 2,
 ) -> Search:
     """Bisect ``range(n)`` (known to hold a wrong entry) down to the wrong entries.
 
@@ -80,6 +83,9 @@ def search(
             most this many entries (dense errors: bisecting further costs more than measuring).
         max_tests: the budget of block tests.
         max_entries: the budget of entries to measure one by one.
+        retries: when neither half of a wrong block tests wrong, both are tested again (a fresh
+            direction each time: ``is_wrong`` is random) this many times before the block is
+            measured entry by entry.
 
     Returns:
         A :class:`Search`.
@@ -97,6 +103,13 @@ def search(
             halves = (block[:half], block[half:])
             wrong = [h for h in halves if is_wrong(h)]
             tests += 2
+            for _ in range(retries if not wrong else 0):
+                # A random direction can be small at the wrong entry: ask again before
+                # measuring the whole block one by one.
+                wrong = [h for h in halves if is_wrong(h)]
+                tests += 2
+                if wrong:
+                    break
             if not wrong or (len(wrong) == 2 and block.size <= dense_block):
                 measure.append(block)
             else:

@@ -78,7 +78,7 @@ class CheckOptions:
     probes: int = 3
     worst: int = 5
     time_axis: int | None = 0
-    full_max: int = 64
+    full_max: int = 16
     localise_max: int = 16384
     complex_step: bool | None = None
     batch: bool = False

@@ -182,10 +182,12 @@ def _function_key(fn: Callable[..., Any]) -> Hashable | None:
     return key
 
 
-def _grad_jittable(fn: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ...]
-                   ) -> autodiff.Jittable | None:
+def _grad_jittable(fn: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ...], *,
+                   numpy_args: bool = False) -> autodiff.Jittable | None:
     """``fn(params, *args)`` compiled over its leaves and its array ``args`` (only when every
-    arg is an array: anything else may steer Python control flow)."""
+    arg is an array: anything else may steer Python control flow).  ``numpy_args``: the
+    candidate that passes ``args`` as numpy constants, never compiled, only remembered when JAX
+    cannot trace it."""
     key = _function_key(fn)
     if key is None or not all(isinstance(a, np.ndarray) for a in args):
         return None
@@ -193,7 +195,8 @@ def _grad_jittable(fn: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ..
     def loss(ls: list[Any], data: list[Any]) -> Any:
         return fn(treedef.unflatten(ls), *data)
 
-    return autodiff.Jittable(("check_grad", key, treedef, len(args)), loss, list(args))
+    return autodiff.Jittable(("check_grad", key, treedef, len(args), numpy_args), loss, list(args),
+                             compile=not numpy_args)
 
 
 def _grad_candidates(fun: Callable[..., Any], args: Callable[[], Any], treedef: TreeDef,
@@ -210,7 +213,8 @@ def _grad_candidates(fun: Callable[..., Any], args: Callable[[], Any], treedef: 
                  lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(args())),
                  _grad_jittable(fun, treedef, given)),
                 ("the forward on JAX parameters and numpy args",
-                 lambda ls: fun(treedef.unflatten(ls), *args()), None)]
+                 lambda ls: fun(treedef.unflatten(ls), *args()),
+                 _grad_jittable(fun, treedef, given, numpy_args=True))]
     return candidates
 
 

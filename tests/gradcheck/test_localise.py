@@ -60,4 +60,22 @@ def test_budgets_leave_the_rest_unresolved() -> None:
 def test_a_block_whose_halves_both_pass_is_measured_entry_by_entry() -> None:
     """Errors that cancel inside a block (or hide below the halves' resolution) are not lost."""
     found = search(100, lambda idx: idx.size == 100)
+    assert found.n_measure == 100 and found.tests == 2 * (1 + 2)  # asked twice more first
+    found = search(100, lambda idx: idx.size == 100, retries=0)
     assert found.n_measure == 100 and found.tests == 2
+
+
+def test_halves_that_pass_once_are_asked_again_before_the_block_is_measured() -> None:
+    """A block test that misses once (a random direction small at the wrong entry) is retried."""
+    answers = iter([False, False])  # the first test of both halves misses entry 70
+
+    def is_wrong(idx: np.ndarray) -> bool:
+        if idx.size == 50:
+            miss = next(answers, None)
+            if miss is not None:
+                return miss
+        return bool(70 in idx)
+
+    found = search(100, is_wrong)
+    assert [int(i) for b in found.measure for i in b if int(i) == 70] == [70]
+    assert found.n_measure <= 4
