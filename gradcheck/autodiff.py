@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COMPILE_CACHE_SIZE", "COMPILE_MAX_EQNS", "AutodiffResult", "Jittable", "batched_moves",
-           "clear_cache", "gradient", "jax_available", "to_jax"]
+__all__ = ["COMPILE_AFTER", "COMPILE_CACHE_SIZE", "COMPILE_MAX_EQNS", "AutodiffResult", "Jittable",
+           "batched_moves", "clear_cache", "gradient", "jax_available", "to_jax"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +84,13 @@ COMPILE_MAX_EQNS = 2000
 #: key → compiled function (``None``: the function does not compile — Python control flow on
 #: traced values — and is differentiated eagerly).
 _COMPILED: OrderedDict[Hashable, Callable[..., Any] | None] = OrderedDict()
-#: (key, shapes) → whether to compile it: ``None`` after the first sight (one-off shapes, such as
-#: a hypothesis example, never pay a compilation that eager differentiation beats), then whether
-#: its program is small enough (:data:`COMPILE_MAX_EQNS`).
-_SEEN: OrderedDict[Hashable, bool | None] = OrderedDict()
+#: (key, shapes) → how many times it was differentiated eagerly (an int), then whether its
+#: program is small enough to compile (:data:`COMPILE_MAX_EQNS`).  A shape is compiled at its
+#: :data:`COMPILE_AFTER`-th check: one-off shapes, such as most hypothesis examples, never pay a
+#: compilation (a tenth of a second for a small layer) that eager differentiation beats.
+_SEEN: OrderedDict[Hashable, bool | int] = OrderedDict()
+#: The check of a forward and shape at which its reference is compiled.
+COMPILE_AFTER = 3
 #: (key, shapes) → why JAX could not trace it: a numpy-only forward is not traced again at the
 #: same shapes (a failed trace costs more than a small check: JAX filters the traceback).
 _FAILED: OrderedDict[Hashable, str] = OrderedDict()
@@ -150,15 +153,16 @@ def _compiled(spec: Jittable, point: list[Any]) -> tuple[Any, Any] | None:
     if signature is None or not spec.compile:
         return None
     data = to_jax(spec.data)
-    if signature not in _SEEN:
-        _remember(_SEEN, signature, None)
+    seen = _SEEN.get(signature, 0)
+    if not isinstance(seen, bool) and seen + 1 < COMPILE_AFTER:
+        _remember(_SEEN, signature, seen + 1)
         return None
     fn = spec.fn
 
     def value(ls: list[Any], d: Any) -> Any:
         return jnp.real(jnp.asarray(fn(ls, d)).reshape(()))
 
-    if _SEEN[signature] is None:
+    if not isinstance(_SEEN[signature], bool):
         try:
             small = _equations(jax.make_jaxpr(jax.value_and_grad(value))(point, data).jaxpr)
         except Exception:
@@ -214,9 +218,9 @@ def gradient(
     *twin* (``twin=True``) is kept with a note instead: its gradient will then disagree, and the
     triangulation blames the twin, which is the point of having three sources.
 
-    A candidate with a :class:`Jittable` is compiled (``jax.jit``) the second time its key is
-    checked at the same shapes and the compiled function reused from then on, across checks:
-    tracing and compilation are paid once per forward and shape (at most
+    A candidate with a :class:`Jittable` is compiled (``jax.jit``) when its key is checked at the
+    same shapes for the :data:`COMPILE_AFTER`-th time, and the compiled function is reused from
+    then on, across checks: tracing and compilation are paid once per forward and shape (at most
     :data:`COMPILE_CACHE_SIZE` kept; :func:`clear_cache` forgets them).
 
     Args:

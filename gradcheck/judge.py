@@ -376,13 +376,23 @@ def screen(run: Run, leaf: Leaf, ev: Evidence) -> Judgement:
         status = np.asarray(status, dtype=object).ravel().copy()
         status[idx] = triangulate(hn, np.zeros(idx.size, bool), na)
         status = _mark_kinks(status, leaf, p, tol)
+    zero = unexercised(leaf, p) if leaf.ad is not None else _still_along_probes(leaf, ev)
+    status = _judge_unexercised(leaf, zero, tol, np.asarray(status, dtype=object).ravel().copy())
     found, blame = verdict(status, twin=run.problem.twin)
     notes = ((f"{outvoting} of {len(probes)} probes measure a directional derivative far outside "
               "its error bar from both the hand gradient and autodiff, which agree: the JAX path "
               "drops the same term as the hand backward (stop_gradient, truncated BPTT)"),
              ) if outvoting else ()
     return Judgement(status, tol, found, blame, scale=leaf.ad_scale(), probes=probes,
-                     notes=(*notes, *_kink_notes(status, leaf, p, tol), *_budget_note(run, ev, status)))
+                     notes=(*notes, *_kink_notes(status, leaf, p, tol), *_budget_note(run, ev, status)),
+                     unexercised=zero)
+
+
+def _still_along_probes(leaf: Leaf, ev: Evidence) -> np.ndarray:
+    """Without autodiff, a leaf whose loss does not move at all along any probe (each a random
+    direction over every entry: exactly 0 however measured) has an identically zero gradient."""
+    still = bool(ev.probes) and not ev.crossing and all(m.d.value == 0.0 for m in ev.probes)
+    return np.full(leaf.size, still)
 
 
 # ----------------------------------------------------------------------------- localisation
