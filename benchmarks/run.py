@@ -2,7 +2,8 @@
 
 Usage::
 
-    .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection] [--out PATH] [--budget S]
+    .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection|speed] [--speed]
+                                       [--out PATH] [--budget S]
 
 The full run (about 7 minutes on 2 cores) writes ``benchmarks/RESULTS.md``,
 ``benchmarks/results.json`` (every measurement) and ``benchmarks/scaling.svg``.  ``--quick`` uses
@@ -13,6 +14,11 @@ RESULTS.md records the date, the machine (platform, ``lscpu`` model, ``nproc``, 
 average before and after), the exact command, the versions of numpy / jax / torch / gradcheck and
 the commit, the tables, the ratios taken within the run, and which of the issue's targets are met —
 computed from the numbers of this run, never typed in.
+
+``--speed`` (or ``--only speed``) adds the section of :mod:`benchmarks.speed` (the targets of
+issue 12 against the finite-difference floor and jitted ``check_grads``; also runnable alone as
+``python -m benchmarks.speed``) and writes its numbers to ``speed.json`` next to the markdown
+(``<stem>-speed.json`` for another ``--out``).
 """
 
 from __future__ import annotations
@@ -245,7 +251,8 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and a handful of cases")
-    ap.add_argument("--only", choices=("cost", "detection"), help="run one section only")
+    ap.add_argument("--only", choices=("cost", "detection", "speed"), help="run one section only")
+    ap.add_argument("--speed", action="store_true", help="add the speed section (benchmarks/speed.py)")
     ap.add_argument("--out", type=Path, help="the markdown file (default benchmarks/RESULTS.md; "
                     "reports/benchmarks-quick.md with --quick)")
     ap.add_argument("--budget", type=float, help="seconds per check before it is cut off "
@@ -265,6 +272,12 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
     if args.only in (None, "detection"):
         say("detection:")
         d = detection.run_detection(quick=args.quick, budget_s=min(budget, 60.0), log=say)
+    s = None
+    if args.only == "speed" or (args.speed and args.only is None):
+        from benchmarks import speed
+
+        say("speed:")
+        s = speed.run_speed(quick=args.quick, budget_s=budget, log=say)
     total = time.perf_counter() - t0
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -315,6 +328,10 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
         md.append("## Detection power")
         md.append("")
         md.append(detection.render(d))
+    if s is not None:
+        md.append("## Speed")
+        md.append("")
+        md.append(speed.render(s))
     notes = observations(c, d)
     md.append("## What this run shows about gradcheck")
     md.append("")
@@ -326,6 +343,11 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
                "load_after": load_after, "versions": vers, "total_s": total,
                "cost": c.to_dict() if c else None, "detection": d.to_dict() if d else None}
     json_path.write_text(json.dumps(payload, indent=1, default=_json_default, allow_nan=True))
+    if s is not None:
+        speed_json = out.with_name("speed.json" if stem == "RESULTS" else f"{stem}-speed.json")
+        speed.dump(s, speed_json, {"date": started.isoformat(), "command": _command(argv),
+                                   "machine": mach, "load_after": load_after, "versions": vers})
+        say(f"wrote {speed_json}")
     say(f"wrote {out}, {json_path}" + (f", {plot_path}" if c is not None else ""))
     return out
 
