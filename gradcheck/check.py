@@ -147,14 +147,15 @@ def _check_leaf(run: Run, lf: Leaf, total: int) -> tuple[LeafResult, tuple[Leaf,
     """One leaf: evidence → judgement → power → record (and the leaf and evidence the record
     came from); a leaf that fails screening without autodiff (in ``auto`` mode) is localised
     and recorded from that evidence instead."""
-    if _mode(run, lf.size, total) == "full":
+    mode = _mode(run, lf.size, total)
+    if mode == "full":
         whole = full.gather(run, lf, total)
         if whole is not None:
             found = judge.full(run, lf, whole)
             return (record.leaf_result(run, lf, whole, found, power.measure(run, lf, whole, found)),
                     (lf, whole))
     ev = screen.gather(run, lf)
-    if _mode(run, lf.size, total) == "full":  # autodiff-led, but the probes did not confirm it
+    if mode == "full":  # autodiff-led, but the probes did not confirm it
         ev = replace(ev, notes=(*ev.notes, "finite differences along the probes do not confirm "
                                 "autodiff on this tensor, so it was screened (hand against both "
                                 "references along each probe) instead of compared entry by entry"))
