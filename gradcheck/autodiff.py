@@ -87,6 +87,10 @@ COMPILE_MAX_EQNS = 2000
 #: (key, shapes) → its compiled ``value_and_grad``, or ``False``: differentiated eagerly (too
 #: large, it does not compile, or its compiled value was not the forward's).
 _COMPILED: OrderedDict[Hashable, Any] = OrderedDict()
+#: The keys (forwards) seen so far: a forward seen for the first time is differentiated eagerly —
+#: a new object at known shapes (a wrapper built per check) reuses JAX's per-operation cache,
+#: and compiling it would cost more; a known forward at a new shape is compiled.
+_KEYS: OrderedDict[Hashable, None] = OrderedDict()
 #: (key, shapes) → why JAX could not trace it: a numpy-only forward is not traced again at the
 #: same shapes (a failed trace costs more than a small check: JAX filters the traceback).
 _FAILED: OrderedDict[Hashable, str] = OrderedDict()
@@ -96,6 +100,7 @@ def clear_cache() -> None:
     """Forget every compiled autodiff reference and remembered failure (rebuilt on demand)."""
     _COMPILED.clear()
     _FAILED.clear()
+    _KEYS.clear()
 
 
 def _remember(cache: OrderedDict[Hashable, Any], key: Hashable, value: Any) -> None:
@@ -138,14 +143,18 @@ def _arrays(tree: Any) -> list[Any]:
 
 
 def _compiled(spec: Jittable, point: list[Any]) -> tuple[Any, Any] | None:
-    """``(value, grads)`` from the compiled program of ``spec`` at this shape, compiled on first
-    sight — ``None`` for a program too large to compile, one that does not compile, or an
-    unhashable key (then the gradient is taken eagerly)."""
+    """``(value, grads)`` from the compiled program of ``spec`` at this shape, compiled on the
+    first sight of the shape once the forward is known — ``None`` for a forward seen for the
+    first time, a program too large to compile, one that does not compile, or an unhashable key
+    (then the gradient is taken eagerly)."""
     import jax
     import jax.numpy as jnp
 
     signature = _signature(spec, point)
     if signature is None or not spec.compile or _COMPILED.get(signature) is False:
+        return None
+    if spec.key not in _KEYS:
+        _remember(_KEYS, spec.key, None)
         return None
     data = to_jax(spec.data)
     program: Any = _COMPILED.get(signature)
@@ -210,10 +219,11 @@ def gradient(
     *twin* (``twin=True``) is kept with a note instead: its gradient will then disagree, and the
     triangulation blames the twin, which is the point of having three sources.
 
-    A candidate with a :class:`Jittable` is traced once per forward and shape and, when its
-    program has at most :data:`COMPILE_MAX_EQNS` equations, compiled (``jax.jit``) and reused
-    from then on, across checks (at most :data:`COMPILE_CACHE_SIZE` kept; :func:`clear_cache`
-    forgets them); a larger one is differentiated eagerly.
+    A candidate with a :class:`Jittable` is differentiated eagerly the first time its forward is
+    seen; from then on it is traced once per shape and, when its program has at most
+    :data:`COMPILE_MAX_EQNS` equations, compiled (``jax.jit``) and reused, across checks (at
+    most :data:`COMPILE_CACHE_SIZE` kept; :func:`clear_cache` forgets them); a larger one is
+    differentiated eagerly.
 
     Args:
         candidates: ``(description, loss)`` or ``(description, loss, jittable)``; each ``loss``
