@@ -2,8 +2,8 @@
 
 Usage::
 
-    .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection|speed] [--speed]
-                                       [--out PATH] [--budget S]
+    .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection|speed|twin] [--speed]
+                                       [--twin] [--out PATH] [--budget S]
 
 The full run (about 7 minutes on 2 cores) writes ``benchmarks/RESULTS.md``,
 ``benchmarks/results.json`` (every measurement) and ``benchmarks/scaling.svg``.  ``--quick`` uses
@@ -19,6 +19,10 @@ computed from the numbers of this run, never typed in.
 issue 12 against the finite-difference floor and jitted ``check_grads``; also runnable alone as
 ``python -m benchmarks.speed``) and writes its numbers to ``speed.json`` next to the markdown
 (``<stem>-speed.json`` for another ``--out``).
+
+``--twin`` (or ``--only twin``) adds the section of :mod:`benchmarks.twin`: the mutation suite with
+numpy-only forwards, with and without the automatic JAX twin, beside the array-API forwards; its
+rows go to ``twin.json`` (``<stem>-twin.json``).
 """
 
 from __future__ import annotations
@@ -251,8 +255,11 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and a handful of cases")
-    ap.add_argument("--only", choices=("cost", "detection", "speed"), help="run one section only")
+    ap.add_argument("--only", choices=("cost", "detection", "speed", "twin"),
+                    help="run one section only")
     ap.add_argument("--speed", action="store_true", help="add the speed section (benchmarks/speed.py)")
+    ap.add_argument("--twin", action="store_true", help="add the automatic-twin section "
+                    "(benchmarks/twin.py)")
     ap.add_argument("--out", type=Path, help="the markdown file (default benchmarks/RESULTS.md; "
                     "reports/benchmarks-quick.md with --quick)")
     ap.add_argument("--budget", type=float, help="seconds per check before it is cut off "
@@ -278,6 +285,12 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
 
         say("speed:")
         s = speed.run_speed(quick=args.quick, budget_s=budget, log=say)
+    w = None
+    if args.only == "twin" or (args.twin and args.only is None):
+        from benchmarks import twin
+
+        say("twin:")
+        w = twin.run_twin(quick=args.quick, budget_s=min(budget, 60.0), log=say)
     total = time.perf_counter() - t0
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -332,6 +345,10 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
         md.append("## Speed")
         md.append("")
         md.append(speed.render(s))
+    if w is not None:
+        md.append("## The automatic JAX twin on numpy-only forwards")
+        md.append("")
+        md.append(twin.render(w))
     notes = observations(c, d)
     md.append("## What this run shows about gradcheck")
     md.append("")
@@ -348,6 +365,12 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
         speed.dump(s, speed_json, {"date": started.isoformat(), "command": _command(argv),
                                    "machine": mach, "load_after": load_after, "versions": vers})
         say(f"wrote {speed_json}")
+    if w is not None:
+        twin_json = out.with_name("twin.json" if stem == "RESULTS" else f"{stem}-twin.json")
+        twin_json.write_text(json.dumps({"date": started.isoformat(), "command": _command(argv),
+                                         "machine": mach, "versions": vers, **w.to_dict()},
+                                        indent=1, default=_json_default, allow_nan=True))
+        say(f"wrote {twin_json}")
     say(f"wrote {out}, {json_path}" + (f", {plot_path}" if c is not None else ""))
     return out
 

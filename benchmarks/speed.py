@@ -56,8 +56,11 @@ layer, warm and as the first check of a fresh Python process (a ``subprocess``; 
 from before ``import gradcheck`` to the end of the check, so it includes the import of gradcheck,
 numpy and whatever gradcheck imports on the way, but not the interpreter's start-up, which is
 given separately).  *numpy-only* rows wrap the layer so that its forward calls ``np.asarray`` on
-the parameters and the input and returns a numpy array: JAX cannot trace it and gradcheck has no
-autodiff reference.
+the parameters and the input and returns a numpy array: JAX cannot trace it, and with
+``jax_twin=False`` (set on these rows and on the char-RNN script) gradcheck has no autodiff
+reference — the case the issue's numpy-only targets describe.  With the default
+``jax_twin="auto"`` such code gets an automatic JAX twin; its cost and effect are measured in
+:mod:`benchmarks.twin`.
 
 ``--quick`` shrinks everything (T=10, dense 16² / 32², a 2×2×5×5 conv, a small char-RNN, no
 1000×1000) for development and the smoke test.  Every check gets ``budget=`` (120 s by default,
@@ -258,6 +261,8 @@ def _budget_supported() -> bool:
 def _layer_run(case: Case) -> CheckRun:
     def run(budget: float | None, hard_s: float) -> tuple[Outcome, gc.CheckResult | None]:
         opts: dict[str, Any] = {"budget": budget} if budget is not None else {}
+        if isinstance(case.layer, NumpyOnly):
+            opts["jax_twin"] = False  # the "numpy-only": no JAX path at all
         return gradcheck_outcome(case, "gc auto", budget_s=hard_s, **opts)
     return run
 
@@ -278,7 +283,7 @@ def _grad_run(name: str, fn: Callable[..., Any], params: Any, args: tuple[Any, .
             return grad(p, *a)
 
         counted.__name__ = counted_grad.__name__ = name
-        opts: dict[str, Any] = {"seed": 0, "name": name}
+        opts: dict[str, Any] = {"seed": 0, "name": name, "jax_twin": False}
         if budget is not None:
             opts["budget"] = budget
         counter.restart()

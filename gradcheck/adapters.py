@@ -44,6 +44,12 @@ class CS231nLayer:
         uncopied = hy.copy_with_notes(self.static)[1]
         self.notes: tuple[str, ...] = tuple(hy.uncopied_notes(uncopied, self.__name__))
 
+    def __gradcheck_twin__(self, translate: Callable[[Any], Any]) -> CS231nLayer:
+        """The automatic JAX twin's view of this adapter (:mod:`gradcheck.twin`): the same
+        adapter over the twin of the forward (the backward is never translated)."""
+        return CS231nLayer(translate(self._forward), self._backward, self.param_names,
+                           translate(self.static))
+
     def _args(self, params: Mapping[str, Any], x: Any) -> list[Any]:
         missing = [n for n in self.param_names if n not in params]
         if missing:
@@ -151,6 +157,11 @@ class StatefulLayer:
         self.obj, self.param_names, self.grads = obj, tuple(params), grads
         self.__name__ = type(obj).__name__
         self.accumulates: bool | None = None
+
+    def __gradcheck_twin__(self, translate: Callable[[Any], Any]) -> StatefulLayer:
+        """The automatic JAX twin's view of this adapter: the same adapter over a translated
+        copy of the object (the user's object is never touched by the twin)."""
+        return StatefulLayer(translate(self.obj), self.param_names, self.grads)
 
     def _store(self) -> Any:
         store = getattr(self.obj, "params", None)
@@ -341,6 +352,8 @@ def loss_and_grads(
         return tuple(out[1 : 1 + n])
 
     fun.__name__, grad.__name__ = name, name
+    # The automatic JAX twin of ``fun`` is ``fun`` over the twin of the user's ``fn``.
+    fun.__gradcheck_twin__ = lambda translate: loss_and_grads(translate(fn))[0]  # type: ignore[attr-defined]
     return fun, grad
 
 

@@ -16,8 +16,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COMPILE_CACHE_SIZE", "COMPILE_MAX_EQNS", "AutodiffResult", "Jittable",
-           "batched_moves", "clear_cache", "gradient", "jax_available", "to_jax"]
+__all__ = ["AUTO_TWIN", "COMPILE_CACHE_SIZE", "COMPILE_MAX_EQNS", "JAX_FUN", "ON_JAX",
+           "ON_JAX_PARAMS", "SOURCES", "AutodiffResult", "Jittable", "batched_moves",
+           "clear_cache", "gradient", "jax_available", "to_jax"]
+
+#: The candidate losses, by what they differentiate (their descriptions in notes).
+ON_JAX = "the forward on JAX arrays"
+ON_JAX_PARAMS = "the forward on JAX parameters and numpy args"
+JAX_FUN = "the jax_fun twin"
+AUTO_TWIN = "the automatic JAX twin"
+#: Where the JAX reference came from, as results, JSON and reports name it.
+SOURCES: dict[str, str] = {ON_JAX: "array-api", ON_JAX_PARAMS: "array-api", JAX_FUN: "jax_fun",
+                           AUTO_TWIN: "twin", "": "none"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +44,11 @@ class AutodiffResult:
     #: The loss over JAX leaves that was differentiated, when it computes the forward's own value
     #: (not a twin that differs): finite differences may then evaluate it in batches.
     loss: Callable[[list[Any]], Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"array-api"``, ``"jax_fun"``, ``"twin"`` or ``"none"`` (see :data:`SOURCES`)."""
+        return SOURCES.get(self.source, "none") if self.grads is not None else "none"
 
 
 def jax_available() -> bool:
@@ -241,13 +256,13 @@ def gradient(
     import jax
     import jax.numpy as jnp
 
-    reasons = []
+    reasons: list[tuple[str, str]] = []
     tried = []
     for description, loss, *spec in candidates:
         jittable = spec[0] if spec else None
         signature = _signature(jittable, leaves) if jittable is not None else None
         if signature is not None and signature in _FAILED:
-            reasons.append(_FAILED[signature])
+            reasons.append((description, _FAILED[signature]))
         else:
             tried.append((description, loss, jittable, signature))
     with jax.enable_x64(True):
@@ -256,23 +271,38 @@ def gradient(
             try:
                 value, out = _value_and_grad(loss, jittable, point, expected, tol)
             except Exception as exc:
-                reasons.append(_reason(exc))
+                reasons.append((description, _reason(exc)))
                 if signature is not None:
-                    _remember(_FAILED, signature, reasons[-1])
+                    _remember(_FAILED, signature, reasons[-1][1])
                 continue
             if not all(np.isfinite(g).all() for g in out):
-                reasons.append("JAX's gradient holds NaN/Inf")
+                reasons.append((description, "JAX's gradient holds NaN/Inf"))
                 continue
             if not abs(value - expected) <= tol:
                 apart = _apart(value, expected, tol)
                 if not twin:
-                    reasons.append(f"on JAX arrays the forward gives the loss {apart}: not the "
-                                   "same function")
+                    where = "it" if description == AUTO_TWIN else "on JAX arrays the forward"
+                    reasons.append((description, f"{where} gives the loss {apart}: not the "
+                                    "same function"))
                     continue
                 return AutodiffResult(out, description, f"{description} gives the loss {apart}")
             return AutodiffResult(out, description, "", None if twin else loss)
-    unique = list(dict.fromkeys(reasons))
-    return AutodiffResult(None, "", "no JAX path (" + "; ".join(unique) + ")")
+    return AutodiffResult(None, "", _no_path(reasons))
+
+
+def _no_path(reasons: Sequence[tuple[str, str]]) -> str:
+    """Why no candidate gave a reference, said plainly: the forward's first reason, the
+    automatic twin's, or the jax_fun twin's."""
+    by: dict[str, str] = {}
+    for description, reason in reasons:
+        by.setdefault(description, reason)
+    if JAX_FUN in by:
+        return f"no JAX reference: the jax_fun twin cannot be differentiated ({by[JAX_FUN]})"
+    forward = by.get(ON_JAX) or by.get(ON_JAX_PARAMS) or "no candidate"
+    text = f"no JAX reference: the forward is not JAX-traceable ({forward})"
+    if AUTO_TWIN in by:
+        text += f", and its automatic JAX twin cannot be used ({by[AUTO_TWIN]})"
+    return text + "; pass jax_fun= for a third source"
 
 
 def _apart(value: float, expected: float, tol: float) -> str:
@@ -282,10 +312,9 @@ def _apart(value: float, expected: float, tol: float) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    if len(first) > 160:
-        first = first[:157] + "..."
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    from gradcheck.twin import plain_reason
+
+    return plain_reason(exc)
 
 
 #: Floats per batch of moved leaves (32 MiB of float64): the batch size adapts to the leaf.

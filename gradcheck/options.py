@@ -41,6 +41,10 @@ class CheckOptions:
         references: which references to use, a subset of ``("numeric", "autodiff")``.
         jax_fun: a JAX twin of the forward with the same signature (``fun(params, *args)`` for
             check_grad, ``forward(params, x)`` for check_layer).
+        jax_twin: ``"auto"`` (default): when the forward does not run on JAX arrays and no
+            ``jax_fun`` is given, gradcheck builds a JAX twin of the plain numpy code itself
+            (:mod:`gradcheck.twin`) and, once its loss and a finite-difference spot check agree
+            with the numpy forward, uses it as the autodiff reference; ``False``: never.
         rtol: relative tolerance override, a float or ``{dtype: float}``.
         atol: absolute tolerance override, a float or ``{dtype: float}``.
         seed: the only source of randomness (probes, dy, noise directions).
@@ -71,6 +75,7 @@ class CheckOptions:
     mode: Mode = "auto"
     references: tuple[str, ...] = REFERENCES
     jax_fun: Callable[..., Any] | None = None
+    jax_twin: Literal["auto"] | bool = "auto"
     rtol: float | Mapping[Any, float] | None = None
     atol: float | Mapping[Any, float] | None = None
     seed: int = 0
@@ -207,6 +212,14 @@ def _jax_fun(value: Any) -> Any:
     return value
 
 
+def _jax_twin(value: Any) -> Any:
+    if value is True or value == "auto":
+        return "auto"
+    if value is False:
+        return False
+    raise InvalidArgument(f"jax_twin={value!r}: expected 'auto' or False")
+
+
 def _name(value: Any) -> Any:
     return value if value is None else str(value)
 
@@ -215,6 +228,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "mode": _mode,
     "references": _references,
     "jax_fun": _jax_fun,
+    "jax_twin": _jax_twin,
     "rtol": _tolerance("rtol"),
     "atol": _tolerance("atol"),
     "seed": _seed,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _hygiene as hy
-from gradcheck import autodiff
+from gradcheck import autodiff, twin
 from gradcheck._tree import TreeDef, flatten, path_name
 from gradcheck.adapters import CS231nLayer
 from gradcheck.errors import InvalidArgument, NonFiniteError
@@ -199,22 +199,45 @@ def _grad_jittable(fn: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ..
                              compile=not numpy_args)
 
 
+def _twin_grad_loss(fun: Callable[..., Any], treedef: TreeDef) -> Callable[[list[Any], Any], Any]:
+    """``fun``'s automatic JAX twin (built on first use, :func:`gradcheck.twin.twin_of`) as a
+    loss over JAX leaves and the arrays of ``*args``."""
+    def loss(ls: list[Any], data: Any) -> Any:
+        made = twin.twin_of(fun)
+        return twin.raw_tree(made(treedef.unflatten(twin.box_tree(list(ls))), *twin.box_tree(data)))
+    return loss
+
+
+def _twin_grad_jittable(fun: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ...]
+                        ) -> autodiff.Jittable | None:
+    key = _function_key(fun)
+    if key is None or not all(isinstance(a, np.ndarray) for a in args):
+        return None
+    return autodiff.Jittable(("twin", "check_grad", key, treedef, len(args)),
+                             _twin_grad_loss(fun, treedef), list(args))
+
+
 def _grad_candidates(fun: Callable[..., Any], args: Callable[[], Any], treedef: TreeDef,
-                     jax_fun: Callable[..., Any] | None) -> Candidates:
+                     jax_fun: Callable[..., Any] | None, jax_twin: Any) -> Candidates:
     """``args()`` is a fresh copy of the user's ``*args`` at each call."""
     def candidates() -> list[tuple[str, Callable[[list[Any]], Any], autodiff.Jittable | None]]:
         given = args()
         if jax_fun is not None:
-            twin = jax_fun
-            return [("the jax_fun twin",
-                     lambda ls: twin(treedef.unflatten(ls), *autodiff.to_jax(args())),
-                     _grad_jittable(twin, treedef, given))]
-        return [("the forward on JAX arrays",
-                 lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(args())),
-                 _grad_jittable(fun, treedef, given)),
-                ("the forward on JAX parameters and numpy args",
-                 lambda ls: fun(treedef.unflatten(ls), *args()),
-                 _grad_jittable(fun, treedef, given, numpy_args=True))]
+            user_twin = jax_fun
+            return [(autodiff.JAX_FUN,
+                     lambda ls: user_twin(treedef.unflatten(ls), *autodiff.to_jax(args())),
+                     _grad_jittable(user_twin, treedef, given))]
+        found = [(autodiff.ON_JAX,
+                  lambda ls: fun(treedef.unflatten(ls), *autodiff.to_jax(args())),
+                  _grad_jittable(fun, treedef, given)),
+                 (autodiff.ON_JAX_PARAMS,
+                  lambda ls: fun(treedef.unflatten(ls), *args()),
+                  _grad_jittable(fun, treedef, given, numpy_args=True))]
+        if jax_twin:
+            twin_loss = _twin_grad_loss(fun, treedef)
+            found.append((autodiff.AUTO_TWIN, lambda ls: twin_loss(ls, args()),
+                          _twin_grad_jittable(fun, treedef, given)))
+        return found
     return candidates
 
 
@@ -248,7 +271,8 @@ def grad_problem(fun: Callable[..., Any], grad: Callable[..., Any], params: Any,
     problem = Problem(
         kind="check_grad", name=label, names=tuple(leaves.names), values=tuple(leaves.values),
         subclasses=tuple(leaves.classes), treedef=leaves.treedef, loss=loss, hand=tuple(hand),
-        jax_candidates=_grad_candidates(fun, copy_args, leaves.treedef, opts.jax_fun),
+        jax_candidates=_grad_candidates(fun, copy_args, leaves.treedef, opts.jax_fun,
+                                        opts.jax_twin),
         twin=opts.jax_fun is not None, notes=tuple(notes + hand_notes + empty_notes), hand_at=hand_at,
         loss_scale=abs(f0), f0=f0)
     return problem
@@ -330,14 +354,31 @@ def _layer_loss(forward: Callable[..., Any], treedef: TreeDef) -> Callable[[list
     return loss
 
 
-def _layer_candidates(forward: Callable[..., Any], twin: bool, treedef: TreeDef,
-                      dy: np.ndarray) -> Candidates:
-    desc = "the jax_fun twin" if twin else "the forward on JAX arrays"
+def _twin_layer_loss(forward: Callable[..., Any], treedef: TreeDef
+                     ) -> Callable[[list[Any], Any], Any]:
+    """``⟨dy, twin(forward)(params, x)⟩`` over JAX leaves, the twin built on first use."""
+    def loss(ls: list[Any], dy: Any) -> Any:
+        t = treedef.unflatten(twin.box_tree(list(ls)))
+        y = twin.raw_tree(twin.twin_of(forward)(t["params"], t["x"]))
+        return contract(y, dy)
+    return loss
+
+
+def _layer_candidates(forward: Callable[..., Any], user_twin: bool, jax_twin: Any,
+                      treedef: TreeDef, dy: np.ndarray) -> Candidates:
+    desc = autodiff.JAX_FUN if user_twin else autodiff.ON_JAX
     key = _function_key(forward)
     loss = _layer_loss(forward, treedef)
     jittable = (autodiff.Jittable(("check_layer", key, treedef), loss, dy)
                 if key is not None else None)
-    return lambda: [(desc, lambda ls: loss(ls, dy), jittable)]
+    found: list[tuple[str, Callable[[list[Any]], Any], autodiff.Jittable | None]] = [
+        (desc, lambda ls: loss(ls, dy), jittable)]
+    if jax_twin and not user_twin:
+        twin_loss = _twin_layer_loss(forward, treedef)
+        found.append((autodiff.AUTO_TWIN, lambda ls: twin_loss(ls, dy),
+                      autodiff.Jittable(("twin", "check_layer", key, treedef), twin_loss, dy)
+                      if key is not None else None))
+    return lambda: list(found)
 
 
 def _adapter_notes(layer: Any) -> tuple[str, ...]:
@@ -385,7 +426,7 @@ def layer_problem(layer: Any, params: Any, x: Any, opts: CheckOptions) -> Proble
         kind="check_layer", name=label, names=tuple(leaves.names), values=tuple(leaves.values),
         subclasses=tuple(leaves.classes), treedef=leaves.treedef, loss=loss, hand=tuple(hand),
         jax_candidates=_layer_candidates(opts.jax_fun or layer.forward, opts.jax_fun is not None,
-                                         leaves.treedef, dy),
+                                         opts.jax_twin, leaves.treedef, dy),
         twin=opts.jax_fun is not None, notes=(*_adapter_notes(layer), *notes, *hand_notes, *empty_notes),
         hand_at=hand_at, loss_scale=float(np.sum(np.abs(dy * np.asarray(y0, np.float64)))), f0=f0)
     return problem

@@ -235,5 +235,5 @@ def check_result(run_name: str, kind: str, refs: References, opts: CheckOptions,
         name=run_name, kind=kind, verdict=_verdict(leaves), mode=mode, seed=opts.seed,
         references=refs.available, leaves=tuple(leaves), notes=tuple(notes),
         forward_calls=obj.calls, loss=obj.f0, forward_noise=obj.noise, options=opts.summary(),
-        regime=refs.regime.name, growth=refs.regime.growth,
+        regime=refs.regime.name, growth=refs.regime.growth, jax_source=refs.jax_source,
     )

@@ -72,6 +72,9 @@ class References:
     #: ``time.monotonic()`` after which no more entries are measured (``budget=`` seconds after
     #: the references were settled), or ``None``.
     deadline: float | None = None
+    #: Where the autodiff reference came from: ``"array-api"`` (the forward itself on JAX
+    #: arrays), ``"jax_fun"``, ``"twin"`` (the automatic JAX twin) or ``"none"``.
+    jax_source: str = "none"
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -132,13 +135,69 @@ def _jax(problem: Problem, obj: numeric.Objective) -> autodiff.AutodiffResult:
                              twin=problem.twin)
 
 
-def _autodiff(problem: Problem, opts: CheckOptions, obj: numeric.Objective, notes: list[str]
-              ) -> autodiff.AutodiffResult | None:
+#: Seeds the spot-check directions of an automatic JAX twin.
+SALT_TWIN = 0x7417
+#: Directions tried before a twin whose every spot check crosses a kink is refused.
+TWIN_SPOT_TRIES = 3
+
+
+def _spot_check(obj: numeric.Objective, grads: Sequence[np.ndarray], seed: int, eps: float
+                ) -> str:
+    """Whether an automatic twin's gradient agrees with central differences of the user's own
+    forward along a seeded direction through every leaf at once: ``""`` when it does, else why
+    not.  Along a direction that crosses a kink the twin's value must lie between the one-sided
+    slopes (a valid subgradient does); another direction is tried when it does not."""
+    rng = np.random.default_rng([seed, SALT_TWIN])
+    t = eps ** (1.0 / 3.0)
+    why = ""
+    for _ in range(TWIN_SPOT_TRIES):
+        us = [rng.standard_normal(b.shape) * np.maximum(1.0, np.abs(b)) for b in obj.base]
+        f: dict[float, float] = {}
+        moved: dict[float, list[np.ndarray]] = {}
+        for s in (1.0, -1.0, 0.5, -0.5):
+            leaves = [b + s * t * u for b, u in zip(obj.base, us, strict=True)]
+            f[s] = float(np.real(obj(leaves, f"checking the automatic JAX twin along a random "
+                                               f"direction (step {s * t:.3g})")))
+            moved[s] = [x - b for x, b in zip(leaves, obj.base, strict=True)]
+        if not all(math.isfinite(v) for v in f.values()):
+            return "the forward is not finite along the spot-check direction"
+        d1, d2 = (f[1.0] - f[-1.0]) / (2 * t), (f[0.5] - f[-0.5]) / t
+        rich = (4.0 * d2 - d1) / 3.0
+        pred = sum(float(np.sum(g * (4.0 * (m2 - n2) / t - (m1 - n1) / (2 * t)) / 3.0))
+                   for g, m1, n1, m2, n2 in zip(grads, moved[1.0], moved[-1.0], moved[0.5],
+                                                moved[-0.5], strict=True))
+        error = abs(rich - d2) + 3.0 * obj.noise / t
+        slack = 3.0 * error + 1e-6 * (abs(pred) + abs(rich)) + 1e-12 * abs(obj.f0)
+        if abs(pred - rich) <= slack:
+            return ""
+        right, left = (f[0.5] - obj.f0) / (t / 2), (obj.f0 - f[-0.5]) / (t / 2)
+        kink = abs(right - left) > slack + 0.1 * max(abs(right), abs(left))
+        if kink and min(left, right) - slack <= pred <= max(left, right) + slack:
+            return ""
+        why = (f"along a random direction its gradient gives {pred:.6g}, finite differences of "
+               f"the forward {rich:.6g} ± {error:.2g}")
+        if not kink:
+            return why
+    return why
+
+
+def _autodiff(problem: Problem, opts: CheckOptions, obj: numeric.Objective, eps: float,
+              notes: list[str]) -> autodiff.AutodiffResult | None:
     """JAX's gradient of the forward (or twin) at the point; ``grads`` is ``None`` with a note
-    saying why when there is no JAX path."""
+    saying why when there is no JAX path.  An automatic twin is used only when a
+    finite-difference spot check of the user's forward agrees with it (:func:`_spot_check`)."""
     if "autodiff" not in opts.references:
         return None
     got = _jax(problem, obj)
+    if got.grads is not None and got.kind == "twin":
+        why = _spot_check(obj, got.grads, opts.seed, eps)
+        if why:
+            got = autodiff.AutodiffResult(
+                None, "", "no JAX reference: the forward is not JAX-traceable, and its automatic "
+                f"JAX twin is not used: {why}; pass jax_fun= for a third source")
+        else:
+            # Finite differences keep calling the user's own forward (in its own precision).
+            got = replace(got, loss=None)
     if got.grads is None:
         fallback = "hand vs finite differences only" if "numeric" in opts.references else "no reference"
         notes.append(f"{got.note}; the verdict uses {fallback}")
@@ -155,7 +214,7 @@ def _batch(problem: Problem, opts: CheckOptions, obj: numeric.Objective,
         return None
     if got is None:
         got = _jax(problem, obj)
-    if got.loss is None:
+    if got.loss is None or got.kind == "twin":  # an automatic twin is not the user's forward
         notes.append("batch=True, but the forward does not run on JAX arrays with the same value: "
                      "finite differences call the numpy forward one move at a time")
         return None
@@ -192,7 +251,7 @@ def build(problem: Problem, opts: CheckOptions) -> References:
         notes.append(f"the forward computes in lower precision than float64 (relative noise "
                      f"{eps:.1g}, about {precision}): finite-difference steps and tolerances "
                      f"follow {precision}")
-    got = _autodiff(problem, opts, obj, notes)
+    got = _autodiff(problem, opts, obj, eps, notes)
     ad = got.grads if got is not None else None
     obj = replace(obj, batch=_batch(problem, opts, obj, got, notes))
     available = tuple(r for r, there in (("numeric", use_numeric), ("autodiff", ad is not None))
@@ -209,6 +268,7 @@ def build(problem: Problem, opts: CheckOptions) -> References:
         obj=obj, eps=eps, precision=precision, complex_ok=bool(complex_ok), ad=ad,
         global_scale=_global_scale(problem, ad), regime=found, available=available,
         notes=tuple(notes), seconds_per_call=seconds,
+        jax_source=got.kind if got is not None else "none",
         # The budget is for measuring: it starts once the references are settled (JAX's import
         # and tracing are paid once per process, not per check).
         deadline=None if opts.budget is None else time.monotonic() + opts.budget)

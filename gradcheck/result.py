@@ -296,6 +296,10 @@ class CheckResult:
     regime: str | None = None
     #: The measured growth factor of ‖∂L/∂x_t‖ from the last step back to the first (1 if none).
     growth: float = 1.0
+    #: Where the autodiff reference came from: ``"array-api"`` (the forward itself ran on JAX
+    #: arrays), ``"jax_fun"`` (the twin the user passed), ``"twin"`` (gradcheck's automatic JAX
+    #: twin of the numpy code, :mod:`gradcheck.twin`) or ``"none"``.
+    jax_source: str = "none"
 
     @property
     def passed(self) -> bool:
@@ -323,6 +327,7 @@ class CheckResult:
             "mode": self.mode,
             "seed": self.seed,
             "references": list(self.references),
+            "jax_source": self.jax_source,
             "forward_calls": self.forward_calls,
             "loss": json_number(self.loss),
             "forward_noise": json_number(self.forward_noise),

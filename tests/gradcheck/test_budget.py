@@ -51,7 +51,7 @@ def _measured(note: str) -> tuple[int, int, int]:
 
 def test_a_spent_budget_is_inconclusive_and_says_what_was_verified(case: Any) -> None:
     params, x = case
-    res = gc.check_grad(slow_loss, grad, params, x, mode="full", complex_step=False, budget=1.0)
+    res = gc.check_grad(slow_loss, grad, params, x, mode="full", complex_step=False, budget=1.0, jax_twin=False)
     leaf = res.leaf("W")
     assert (res.verdict, leaf.blame) == ("inconclusive", None)
     (note,) = [n for n in leaf.notes if n.startswith("time budget")]
@@ -65,7 +65,7 @@ def test_a_spent_budget_is_inconclusive_and_says_what_was_verified(case: Any) ->
 
 def test_a_zero_budget_measures_nothing_and_never_passes(case: Any) -> None:
     params, x = case
-    res = gc.check_grad(slow_loss, grad, params, x, mode="full", budget=0)
+    res = gc.check_grad(slow_loss, grad, params, x, mode="full", budget=0, jax_twin=False)
     (note,) = [n for n in res.leaf("W").notes if n.startswith("time budget")]
     assert _measured(note) == (0, 900, 0)
     assert res.verdict == "inconclusive"

@@ -82,9 +82,12 @@ def test_numpy_only_forward_uses_two_sources_and_says_so() -> None:
     def np_only(p: dict, x: np.ndarray, v: np.ndarray) -> float:
         return float(np.sum(v * np.tanh(np.dot(x, p["W"]))))
 
-    res = gc.check_grad(np_only, F.tanh_layer_grad, {"W": W}, x, v)
+    res = gc.check_grad(np_only, F.tanh_layer_grad, {"W": W}, x, v, jax_twin=False)
     assert res.passed and res.references == ("numeric",)
-    assert any("no JAX path" in n for n in res.notes)
+    assert any("no JAX reference: the forward is not JAX-traceable" in n for n in res.notes)
+    twin = gc.check_grad(np_only, F.tanh_layer_grad, {"W": W}, x, v)
+    assert twin.passed and twin.references == ("numeric", "autodiff")
+    assert twin.jax_source == "twin" and twin.to_dict()["jax_source"] == "twin"
 
 
 # --------------------------------------------------------------------------- planted bugs
@@ -335,7 +338,7 @@ def test_auto_mode_screens_large_leaves_and_localises_by_group_testing() -> None
     def np_only(p: dict, x: np.ndarray, v: np.ndarray) -> float:
         return float(np.sum(v * np.tanh(np.dot(x, p["W"]))))
 
-    ok = gc.check_grad(np_only, F.tanh_layer_grad, params, x, v, full_max=100)
+    ok = gc.check_grad(np_only, F.tanh_layer_grad, params, x, v, full_max=100, jax_twin=False)
     assert ok.passed and ok.leaf("W").mode == "directional"
 
     def bad(p: dict, x: np.ndarray, v: np.ndarray) -> dict:
@@ -343,7 +346,7 @@ def test_auto_mode_screens_large_leaves_and_localises_by_group_testing() -> None
         g[7, 3] *= 1.5
         return {"W": g}
 
-    res = gc.check_grad(np_only, bad, params, x, v, full_max=100)
+    res = gc.check_grad(np_only, bad, params, x, v, full_max=100, jax_twin=False)
     leaf = res.leaf("W")
     assert res.mode == "auto:localised" and leaf.mode == "localised"
     assert leaf.verdict == "fail" and leaf.blame == "hand" and leaf.n_mismatched == 1
@@ -695,7 +698,7 @@ def test_auto_cost_does_not_grow_with_the_tensor_and_one_wrong_entry_is_named(
     params, x, v = {"W": rng.normal(size=(m, n)) * 0.3}, rng.normal(size=(3, m)), rng.normal(size=(3, n))
     i, j = data.draw(st.integers(0, m - 1)), data.draw(st.integers(0, n - 1))
     for fun, mode in ((_np_tanh, "directional"), (F.tanh_layer, "full")):
-        ok = gc.check_grad(fun, F.tanh_layer_grad, params, x, v, seed=seed)
+        ok = gc.check_grad(fun, F.tanh_layer_grad, params, x, v, seed=seed, jax_twin=False)
         assert ok.passed and ok.leaf("W").mode == mode, ok.message()
         assert ok.forward_calls <= 160  # against 2·m·n + 2 for a difference at every entry
         assert 0 < ok.leaf("W").detection_power < 1e-3
@@ -705,7 +708,7 @@ def test_auto_cost_does_not_grow_with_the_tensor_and_one_wrong_entry_is_named(
             g[i, j] += 1e-2 * float(np.max(np.abs(g)))
             return {"W": g}
 
-        res = gc.check_grad(fun, bad, params, x, v, seed=seed)
+        res = gc.check_grad(fun, bad, params, x, v, seed=seed, jax_twin=False)
         leaf = res.leaf("W")
         assert (res.verdict, leaf.blame, leaf.n_mismatched) == ("fail", "hand", 1), res.message()
         assert leaf.worst[0].index == (i, j)
@@ -724,7 +727,7 @@ def test_full_max_sets_the_tensors_measured_at_every_entry() -> None:
         d = v * (1 - np.tanh(np.dot(x, p["W"]) + p["b"]) ** 2)
         return {"W": np.dot(x.T, d), "b": d.sum(0)}
 
-    res = gc.check_grad(fun, grad, params, x, v)
+    res = gc.check_grad(fun, grad, params, x, v, jax_twin=False)
     assert [(lf.name, lf.mode) for lf in res.leaves] == [("W", "directional"), ("b", "full")]
-    res = gc.check_grad(fun, grad, params, x, v, full_max=90)
+    res = gc.check_grad(fun, grad, params, x, v, full_max=90, jax_twin=False)
     assert [lf.mode for lf in res.leaves] == ["full", "full"]

@@ -119,7 +119,7 @@ def relu_case() -> tuple[dict[str, np.ndarray], np.ndarray, list[int]]:
 @pytest.mark.parametrize("fun", [_relu, _relu_np], ids=["autodiff", "numeric-only"])
 def test_full_marks_kinks_and_does_not_judge_them(fun: Any) -> None:
     params, v, kinks = relu_case()
-    run = make_run(fun, _relu_grad, params, v, mode="full")
+    run = make_run(fun, _relu_grad, params, v, mode="full", jax_twin=False)
     assert (run.refs.ad is not None) == (fun is _relu)
     _, ev, j = judged_full(run)
     np.testing.assert_array_equal(np.flatnonzero(j.status == "kink"), kinks)
@@ -229,7 +229,7 @@ def test_screen_status_marks_every_entry_hand_for_a_sign_flip_without_autodiff(s
         return float(np.sum(v * np.tanh(np.dot(x, p["W"]))))
 
     run = make_run(loss, lambda p, x, v: {"W": -F.tanh_layer_grad(p, x, v)["W"]}, params, x, v,
-                   mode="directional", seed=seed)
+                   mode="directional", seed=seed, jax_twin=False)
     lf = first_leaf(run)
     assert lf.ad is None
     ev = screen.gather(run, lf)
@@ -272,7 +272,7 @@ def test_screen_status_without_any_comparison_is_unverified() -> None:
     def loss(p: dict[str, Any], x: np.ndarray, v: np.ndarray) -> float:
         return float(np.sum(v * np.tanh(np.dot(x, p["W"]))))
 
-    run = make_run(loss, F.tanh_layer_grad, params, x, v, mode="directional")
+    run = make_run(loss, F.tanh_layer_grad, params, x, v, mode="directional", jax_twin=False)
     lf = first_leaf(run)
     ev = dataclasses.replace(screen.gather(run, lf), probes=())
     status, probes, _ = judge.screen_status(run, lf, ev, lf.tolerance(run, 0.0))
@@ -300,7 +300,8 @@ def seq_run(steps: tuple[int, ...], **options: Any) -> tuple[Run, Leaf]:
             g[t, 1, 2] += 0.5
         return {"x": g}
 
-    run = make_run(_seq_loss, bad, {"x": x}, c, **options)
+    # numpy-only and no automatic JAX twin: the evidence these tests build is numeric only
+    run = make_run(_seq_loss, bad, {"x": x}, c, **{"jax_twin": False, **options})
     return run, first_leaf(run)
 
 

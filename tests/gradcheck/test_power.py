@@ -105,7 +105,7 @@ def test_with_autodiff_screening_compares_every_entry() -> None:
 def test_one_wrong_entry_of_a_large_leaf_is_named_with_few_forward_calls() -> None:
     loss, grad, params = _np_only_case(1, 128, 128)
     n = params["W"].size
-    res = gc.check_grad(loss, _planted(grad, "W", (37, 101), 1e-3), params)
+    res = gc.check_grad(loss, _planted(grad, "W", (37, 101), 1e-3), params, jax_twin=False)
     leaf = res.leaf("W")
     assert leaf.verdict == "fail" and leaf.blame == "hand" and leaf.mode == "localised"
     assert [e.index for e in leaf.worst if e.status == "hand"] == [(37, 101)]
@@ -153,7 +153,7 @@ def test_a_sequence_leaf_names_the_first_diverging_time_step() -> None:
         g[23:, 1, 5] *= 1.01  # wrong from step 23 on
         return {"xs": g}
 
-    res = gc.check_grad(loss, grad, {"xs": xs}, full_max=100)
+    res = gc.check_grad(loss, grad, {"xs": xs}, full_max=100, jax_twin=False)
     leaf = res.leaf("xs")
     assert leaf.verdict == "fail" and leaf.mode == "localised"
     assert any("first diverge at time step 23 of 40" in note for note in leaf.notes), leaf.notes

@@ -44,6 +44,8 @@ def case(point: int = 0, *, numeric_only: bool = False, mode: str = "full", grad
          **options: Any) -> tuple[Run, Leaf, Evidence, Judgement]:
     params, x, v = tanh_case(point)
     fun = np_tanh if numeric_only else F.tanh_layer
+    if numeric_only:
+        options = {"jax_twin": False, **options}  # no automatic JAX twin either
     run = make_run(fun, grad or F.tanh_layer_grad, params, x, v, mode=mode, **options)
     assert (run.refs.ad is None) == numeric_only
     return (run, *judged(run, mode))

@@ -439,6 +439,11 @@ def test_grad_candidates_without_and_with_a_twin() -> None:
     prob = problem.grad_problem(square, square_grad, {"W": np.ones(2)}, (), opts)
     assert not prob.twin
     assert [c[0] for c in prob.jax_candidates()] == [
+        "the forward on JAX arrays", "the forward on JAX parameters and numpy args",
+        "the automatic JAX twin"]
+    off = problem.grad_problem(square, square_grad, {"W": np.ones(2)}, (),
+                               validate({"jax_twin": False}))
+    assert [c[0] for c in off.jax_candidates()] == [
         "the forward on JAX arrays", "the forward on JAX parameters and numpy args"]
     twin = problem.grad_problem(square, square_grad, {"W": np.ones(2)}, (),
                                 validate({"jax_fun": square}))
@@ -449,7 +454,7 @@ def test_grad_candidates_without_and_with_a_twin() -> None:
 def test_layer_candidate_contracts_with_the_same_dy() -> None:
     params, x = linear_case()
     prob = problem.layer_problem(Linear(), params, x, CheckOptions())
-    ((desc, jloss, _),) = prob.jax_candidates()
-    assert desc == "the forward on JAX arrays"
+    (desc, jloss, _), (twin_desc, _, _) = prob.jax_candidates()
+    assert desc == "the forward on JAX arrays" and twin_desc == "the automatic JAX twin"
     # The candidate is callable on numpy leaves too: the same L = <dy, y>.
     assert float(jloss(list(prob.values))) == pytest.approx(prob.f0, rel=1e-12)

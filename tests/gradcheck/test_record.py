@@ -292,7 +292,7 @@ def test_check_result_mode_string(two_leaves: tuple[Run, list[LeafResult]]) -> N
 
 def test_a_failing_check_result_is_json_serialisable() -> None:
     params, x, v = tanh_case(7)
-    run = make_run(np_tanh, planted([(0, 0)], 0.1), params, x, v, mode="directional")
+    run = make_run(np_tanh, planted([(0, 0)], 0.1), params, x, v, mode="directional", jax_twin=False)
     r, *_ = recorded(run)
     assert r.verdict == "fail" and r.probes
     res = record.check_result("np_tanh", "check_grad", run.refs, run.opts, [r])

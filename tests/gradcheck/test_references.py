@@ -147,15 +147,25 @@ def test_an_array_api_forward_has_an_autodiff_reference() -> None:
 
 
 def test_a_numpy_only_forward_has_no_autodiff_reference_and_says_why() -> None:
-    _, refs = build(numpy_only_sin, cos_of, {"W": W0()})
-    assert refs.ad is None
+    _, refs = build(numpy_only_sin, cos_of, {"W": W0()}, jax_twin=False)
+    assert refs.ad is None and refs.jax_source == "none"
     assert refs.available == ("numeric",)
-    assert any("no JAX path" in n and "hand vs finite differences only" in n for n in refs.notes)
+    assert any("no JAX reference: the forward is not JAX-traceable" in n
+               and "pass jax_fun= for a third source" in n
+               and "hand vs finite differences only" in n for n in refs.notes)
+    assert not any("Tracer" in n for n in refs.notes)
+
+
+def test_a_numpy_only_forward_gets_its_automatic_twin_by_default() -> None:
+    _, refs = build(numpy_only_sin, cos_of, {"W": W0()})
+    assert refs.ad is not None and refs.jax_source == "twin"
+    assert refs.available == ("numeric", "autodiff")
+    np.testing.assert_allclose(refs.ad[0], cos_of({"W": W0()})["W"], rtol=1e-12)
 
 
 def test_autodiff_alone_with_a_numpy_only_forward_raises() -> None:
     with pytest.raises(gc.InvalidArgument, match="no reference is available"):
-        build(numpy_only_sin, cos_of, {"W": W0()}, references=("autodiff",))
+        build(numpy_only_sin, cos_of, {"W": W0()}, references=("autodiff",), jax_twin=False)
 
 
 def test_numeric_alone_never_asks_jax() -> None:
@@ -177,7 +187,7 @@ def test_a_twin_that_computes_another_loss_is_kept_with_a_note() -> None:
 
 def test_batch_needs_a_forward_on_jax_arrays() -> None:
     _, refs = build(numpy_only_sin, cos_of, {"W": W0()}, references="numeric", batch=True)
-    assert refs.obj.batch is None
+    assert refs.obj.batch is None  # the automatic twin is not the forward: never batched
     assert any("batch=True, but the forward does not run on JAX arrays" in n for n in refs.notes)
     _, refs = build(xp_sin, cos_of, {"W": W0()}, references="numeric", batch=True)
     assert refs.obj.batch is not None

@@ -72,7 +72,7 @@ def _relu_point() -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("probes", [1, 3])
 def test_probes_across_a_relu_kink_are_crossing_with_a_note(probes: int) -> None:
-    run = make_run(_relu, _relu_grad, _relu_point(), mode="directional", probes=probes)
+    run = make_run(_relu, _relu_grad, _relu_point(), mode="directional", probes=probes, jax_twin=False)
     assert run.refs.ad is None
     ev = screen.gather(run, first_leaf(run))
     # every Gaussian probe moves the entry at 0, so every probe crosses the kink
@@ -186,7 +186,7 @@ def test_localise_leaf_names_a_single_wrong_entry(i: int, j: int, off: float) ->
         g[i, j] += off * float(np.max(np.abs(g)))  # relative to the leaf's largest entry
         return {"W": g}
 
-    run = make_run(_np_loss, bad, _point())
+    run = make_run(_np_loss, bad, _point(), jax_twin=False)
     assert run.refs.ad is None and run.refs.available == ("numeric",)
     lf = first_leaf(run)
     ev, found = _screened(run, lf)
@@ -275,7 +275,7 @@ def test_a_leaf_wrong_almost_everywhere_stops_at_the_seeded_sample(factor: float
 def test_a_check_that_stops_at_the_sample_says_so_and_diagnoses_from_it() -> None:
     import gradcheck as gc
 
-    res = gc.check_grad(_np_loss, _scaled(0.5), _point())
+    res = gc.check_grad(_np_loss, _scaled(0.5), _point(), jax_twin=False)
     leaf = res.leaf("W")
     assert (res.verdict, leaf.blame, leaf.mode) == ("fail", "hand", "localised")
     assert leaf.diagnosis is not None and (leaf.diagnosis.kind, leaf.diagnosis.factor) == ("scale", 0.5)
@@ -283,7 +283,7 @@ def test_a_check_that_stops_at_the_sample_says_so_and_diagnoses_from_it() -> Non
                for n in leaf.notes)
     # the unmeasured entries are not said to be beyond the finite differences' accuracy
     assert not any("could not be verified" in n for n in leaf.notes)
-    res = gc.check_grad(_np_loss, lambda p: {"W": _np_grad(p) + np.sin(7 * p["W"])}, _point())
+    res = gc.check_grad(_np_loss, lambda p: {"W": _np_grad(p) + np.sin(7 * p["W"])}, _point(), jax_twin=False)
     leaf = res.leaf("W")
     assert leaf.diagnosis is not None and leaf.diagnosis.kind == "widespread"
     assert f"of {screen.DENSE_SAMPLE} entries of a seeded sample" in leaf.diagnosis.summary
