@@ -12,9 +12,11 @@ and kink-heavy) is checked by ``gc.check_layer(..., mode="auto", seed=0)`` three
   gradcheck builds a JAX twin of the numpy code and, once its loss and a spot check agree with
   the numpy forward, uses it as the third source.
 
-Reported per configuration: recall (all mutants, float32 mutants), false alarms (float64 smooth,
-float32 smooth, kink-heavy), how many checks had an autodiff reference and from which source,
-and the wall time.  Runnable alone: ``python -m benchmarks.twin [--quick]``.
+The cases are the detection benchmark's, plus float32 copies of every suite mutant and of the
+single-entry errors of 1e-2 and 1e-3 (:func:`float32_mutants`).  Reported per configuration:
+recall (all mutants, float32 mutants), false alarms (float64 smooth, float32 smooth,
+kink-heavy), how many checks had an autodiff reference and from which source, and the wall
+time.  Runnable alone: ``python -m benchmarks.twin [--quick]``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from benchmarks.adapters import Case, gradcheck_outcome
-from benchmarks.mutants import correct_cases, mutant_cases
+from benchmarks.mutants import correct_cases, mutant_cases, single_entry_cases, suite_cases
 from benchmarks.speed import NumpyOnly
 
-__all__ = ["CONFIGS", "TwinResult", "TwinRow", "render", "run_twin"]
+__all__ = ["CONFIGS", "TwinResult", "TwinRow", "float32_mutants", "render", "run_twin"]
 
 #: The three ways a case is checked: (label, numpy-only forward?, gradcheck options).
 CONFIGS: tuple[tuple[str, bool, dict[str, Any]], ...] = (
@@ -88,6 +92,19 @@ class TwinResult:
                 "rows": [r.to_dict() for r in self.rows]}
 
 
+def float32_mutants() -> list[Case]:
+    """Float32 copies of every suite mutant and of the single-entry errors of 1e-2 and 1e-3 (the
+    float32 tolerance is 2e-3): where finite differences are weakest."""
+    out = []
+    for case in suite_cases() + single_entry_cases((1e-2, 1e-3)):
+        if "float32" in case.tags:
+            continue
+        out.append(replace(case, name=f"{case.name} [float32]",
+                           params={k: np.asarray(v, np.float32) for k, v in case.params.items()},
+                           x=np.asarray(case.x, np.float32), tags=(*case.tags, "float32")))
+    return out
+
+
 def _variant(case: Case, numpy_only: bool) -> Case:
     return replace(case, layer=NumpyOnly(case.layer)) if numpy_only else case
 
@@ -97,7 +114,8 @@ def run_twin(*, quick: bool = False, budget_s: float = 60.0,
     """Check every case of the mutation suite in each of :data:`CONFIGS`."""
     t0 = time.perf_counter()
     if cases is None:
-        cases = mutant_cases(quick=quick) + correct_cases(quick=quick)
+        cases = (mutant_cases(quick=quick) + ([] if quick else float32_mutants())
+                 + correct_cases(quick=quick))
     rows = []
     for i, case in enumerate(cases, 1):
         row = TwinRow(case)

@@ -170,9 +170,11 @@ def _spot_check(obj: numeric.Objective, grads: Sequence[np.ndarray], seed: int, 
         slack = 3.0 * error + 1e-6 * (abs(pred) + abs(rich)) + 1e-12 * abs(obj.f0)
         if abs(pred - rich) <= slack:
             return ""
-        right, left = (f[0.5] - obj.f0) / (t / 2), (obj.f0 - f[-0.5]) / (t / 2)
-        kink = abs(right - left) > slack + 0.1 * max(abs(right), abs(left))
-        if kink and min(left, right) - slack <= pred <= max(left, right) + slack:
+        right = ((f[1.0] - obj.f0) / t, (f[0.5] - obj.f0) / (t / 2))
+        left = ((obj.f0 - f[-1.0]) / t, (obj.f0 - f[-0.5]) / (t / 2))
+        kink = numeric._is_kink(right, left, obj.noise / t, 1e-6, 0.0)
+        low, high = min(*left, *right), max(*left, *right)
+        if kink and low - slack <= pred <= high + slack:
             return ""
         why = (f"along a random direction its gradient gives {pred:.6g}, finite differences of "
                f"the forward {rich:.6g} ± {error:.2g}")

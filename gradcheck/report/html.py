@@ -128,6 +128,11 @@ def _power(leaf: Mapping[str, Any]) -> dict[str, str]:
     return {"text": _fmt(power), "sort": _sort_key(power), "title": title, "bad": bad}
 
 
+#: How the report names each ``jax_source`` of a result.
+JAX_SOURCES = {"array-api": "the forward on JAX arrays", "jax_fun": "the jax_fun twin",
+               "twin": "the automatic JAX twin", "none": "none"}
+
+
 def _check_name(row: Mapping[str, Any]) -> str:
     return str(row.get("name") or row.get("test") or "(unnamed)")
 
@@ -169,9 +174,20 @@ def _drilldown(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
         "anchor": anchor, "row": row, "test": str(row.get("test") or ""),
         "check": _check_name(row), "verdict": str(row.get("verdict", "unknown")),
         "test_failed": _test_failed(row),
+        "sources": _sources(row),
         "leaves": [{"leaf": leaf, "heatmap": heatmap_svg(leaf), "worst": leaf.get("worst") or [],
                     "probes": leaf.get("probes") or []} for leaf in leaves],
     }
+
+
+def _sources(row: Mapping[str, Any]) -> str:
+    """``numeric, autodiff (the automatic JAX twin)``: the references a check used."""
+    refs = [str(r) for r in row.get("references") or []]
+    if not refs:
+        return ""
+    source = row.get("jax_source")
+    return ", ".join(f"autodiff ({JAX_SOURCES.get(str(source), str(source))})"
+                     if r == "autodiff" and source and source != "none" else r for r in refs)
 
 
 def _flows(row: Mapping[str, Any], counter: Iterator[int]) -> list[dict[str, Any]]:
@@ -244,15 +260,21 @@ def _summary(rows: list[Mapping[str, Any]]) -> dict[str, list[str]]:
     modes: set[str] = set()
     dtypes: set[str] = set()
     refs: set[str] = set()
+    sources: dict[str, int] = {}
     for row in rows:
         if row.get("seed") is not None:
             seeds.add(str(row["seed"]))
         if row.get("mode"):
             modes.add(str(row["mode"]))
         refs.update(map(str, row.get("references") or []))
+        if row.get("jax_source"):
+            source = JAX_SOURCES.get(str(row["jax_source"]), str(row["jax_source"]))
+            sources[source] = sources.get(source, 0) + 1
         dtypes.update(str(leaf.get("dtype")) for leaf in row.get("leaves") or [] if isinstance(leaf, Mapping))
     return {"seeds": sorted(seeds, key=lambda s: (len(s), s)), "modes": sorted(modes),
-            "dtypes": sorted(dtypes), "references": sorted(refs)}
+            "dtypes": sorted(dtypes), "references": sorted(refs),
+            "JAX reference from": [f"{k} ({n} check{'' if n == 1 else 's'})"
+                                   for k, n in sorted(sources.items())]}
 
 
 def _run(doc: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -215,3 +215,17 @@ def test_size_for_2000_checks(passing: dict[str, Any], failing: dict[str, Any], 
     page = Page(html)
     assert len(page.rows) == 4000 and page.count("details") == MAX_DRILLDOWNS
     assert f"Only the first {MAX_DRILLDOWNS} failing checks" in html
+
+
+def test_the_jax_source_of_each_check_is_shown(failing: dict[str, Any]) -> None:
+    """The header counts the checks per JAX source; a drill-down names its references."""
+    twin = {**copy.deepcopy(failing), "references": ["numeric", "autodiff"], "jax_source": "twin",
+            "name": "twin-bug"}
+    api = {**copy.deepcopy(failing), "references": ["numeric", "autodiff"],
+           "jax_source": "array-api", "name": "api-bug"}
+    text = " ".join(Page(report.render_html(report.session_document([twin, api, failing]))).text)
+    assert "JAX reference from" in text
+    assert "the automatic JAX twin (1 check)" in text
+    assert "the forward on JAX arrays (1 check)" in text
+    assert "References: numeric, autodiff (the automatic JAX twin)" in text
+    assert "References: numeric, autodiff (the forward on JAX arrays)" in text
