@@ -133,7 +133,9 @@ def box_tree(x: Any) -> Any:
     if isinstance(x, Box):
         return x
     if isinstance(x, np.ndarray) and x.dtype.kind in "biufc":
-        return Box(_jnp().asarray(x, dtype=_dtype(x.dtype)))
+        # A copy: on the CPU jnp.asarray may share an aligned numpy buffer, and the twin must
+        # not follow (or make) later writes to the user's array.
+        return Box(_jnp().array(x, dtype=_dtype(x.dtype), copy=True))
     if isinstance(x, jax.Array) or _traced(x):
         return Box(_promote(x))
     if isinstance(x, dict):
@@ -165,6 +167,8 @@ def _operand(x: Any) -> Any:
 
 def _binary(name: str, reflected: bool = False) -> Callable[[Box, Any], Any]:
     def op(self: Box, other: Any) -> Any:
+        if other is None and name in ("equal", "not_equal"):  # numpy: elementwise, never equal
+            return Box(_jnp().full(self.v.shape, name == "not_equal"))
         fn = getattr(_jnp(), name)
         o = _operand(other)
         return _wrap(fn(o, self.v) if reflected else fn(self.v, o))
@@ -229,6 +233,12 @@ class Box:
         return bool(self.v)
 
     def __float__(self) -> float:
+        # Reached by conversions the twin does not see by name ('%.4f' % loss in a debug
+        # print; ``float(x)`` itself is the twin's own builtin, which passes the value on).  A
+        # traced value has no number yet: NaN prints harmlessly, and where it would flow into
+        # the loss the twin's loss is no longer the forward's, so the twin is refused.
+        if _traced(self.v):
+            return math.nan
         return float(self.v)
 
     def __int__(self) -> int:
@@ -438,13 +448,28 @@ class _UFunc:
         return _wrap(getattr(jnp, self.__name__)(x.reshape(x.shape + (1,) * y.ndim), y))
 
 
+def _concrete(x: Any, name: str) -> Any:
+    """``x`` for numpy: Boxes and JAX arrays as numpy arrays, a traced value a :class:`TwinGap`."""
+    import jax
+
+    if isinstance(x, Box):
+        x = x.v
+    if _traced(x):
+        raise TwinGap(f"numpy.{name} has no jax.numpy equivalent")
+    if isinstance(x, jax.Array):
+        return np.asarray(x)
+    if isinstance(x, dict):
+        return {k: _concrete(v, name) for k, v in x.items()}
+    if isinstance(x, list | tuple) and not hasattr(x, "_fields"):
+        return type(x)(_concrete(v, name) for v in x)
+    return x
+
+
 def _numpy_only(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A numpy function JAX lacks: fine on constants; on a traced value a :class:`TwinGap`."""
+    """A numpy function JAX lacks: numpy's own on constants; on a traced value a
+    :class:`TwinGap` naming it."""
     def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except _TracedToNumpy:
-            raise TwinGap(f"numpy.{name} has no jax.numpy equivalent") from None
+        return box_tree(fn(*_concrete(args, name), **_concrete(kwargs, name)))
     call.__name__ = name
     return call
 
@@ -456,8 +481,8 @@ def _sliding_window_view(x: Any, window_shape: Any, axis: Any = None, **kwargs: 
     v = jnp.asarray(_operand(x))
     shape = (window_shape,) if isinstance(window_shape, int) else tuple(window_shape)
     axes = tuple(range(v.ndim)) if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(a % v.ndim for a in axes)  # against the input's axes, before windows are added
     for a, w in zip(axes, shape, strict=True):
-        a %= v.ndim
         n = v.shape[a] - w + 1
         idx = jnp.arange(n)[:, None] + jnp.arange(w)[None, :]
         taken = jnp.take(v, idx.reshape(-1), axis=a)
@@ -716,6 +741,10 @@ def _user_class(cls: type) -> bool:
 # ----------------------------------------------------------------------------- translation
 
 
+#: The names a copied globals dict holds from the start (the builtins are the twin's own).
+_PRESET = ("__builtins__", "__name__", "__file__", "__package__", "__spec__", "__loader__")
+
+
 class _Globals(dict):  # type: ignore[type-arg]
     """A copy of a function's globals, translated on first read: a name the user's module
     rebinds later is translated again; names the twin's code assigns (``global``) stay in the
@@ -726,8 +755,8 @@ class _Globals(dict):  # type: ignore[type-arg]
         self._original = original
         self._translate = translate
         self._seen: dict[str, Any] = {}
-        dict.__setitem__(self, "__builtins__", original.get("__builtins__", builtins))
-        for key in ("__name__", "__file__", "__package__", "__spec__", "__loader__"):
+        dict.__setitem__(self, "__builtins__", translate.builtins)
+        for key in _PRESET[1:]:
             if key in original:
                 dict.__setitem__(self, key, original[key])
 
@@ -740,12 +769,19 @@ class _Globals(dict):  # type: ignore[type-arg]
             if key in _BUILTINS:
                 return _BUILTINS[key]
             raise
-        if key in self._seen and self._seen[key] is original and dict.__contains__(self, key):
-            return dict.__getitem__(self, key)
+        if dict.__contains__(self, key) and (key not in self._seen or self._seen[key] is original):
+            return dict.__getitem__(self, key)  # translated, or assigned by the twin (``global``)
         value = self._translate(original)
         dict.__setitem__(self, key, value)
         self._seen[key] = original
         return value
+
+    def reset(self) -> None:
+        """Forget what the twin's code assigned (and every translation: they are memoised)."""
+        keep = {k: dict.__getitem__(self, k) for k in _PRESET if dict.__contains__(self, k)}
+        dict.clear(self)
+        dict.update(self, keep)
+        self._seen.clear()
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -773,12 +809,55 @@ class _TwinModule(types.ModuleType):
         return value
 
 
+def _put_back(target: dict[Any, Any], saved: dict[Any, Any]) -> None:
+    target.clear()
+    target.update(saved)
+
+
+class _ArrayState:
+    """A user's array and its Box in a twin: :meth:`refresh` gives the Box the array's current
+    value (a copy: the user's array is only read), re-converted only when it has changed."""
+
+    def __init__(self, original: np.ndarray, box: Box) -> None:
+        self.original, self.box = original, box
+        self.seen, self.value = original.copy(), box.v
+
+    def refresh(self) -> None:
+        o = self.original
+        if o.shape != self.seen.shape or o.dtype != self.seen.dtype or not np.array_equal(
+                o, self.seen, equal_nan=o.dtype.kind in "fc"):
+            self.seen, self.value = o.copy(), box_tree(o).v
+        self.box.v = self.value
+
+
 class _Translator:
     """Translates one root callable and everything it reaches, memoised by identity."""
 
     def __init__(self) -> None:
         self._memo: dict[int, tuple[Any, Any]] = {}
         self._building: dict[int, list[Any]] = {}  # class id → cells waiting for its twin
+        #: How to put back each piece of translated state the twin's code may write into (an
+        #: array, a dict, a list, an object's attributes, a copied globals dict) as it was
+        #: translated: :meth:`reset` runs them before every call of the root.
+        self._restore: list[Callable[[], None]] = []
+        self.builtins: dict[str, Any] = {**vars(builtins), **_BUILTINS, "__import__": self._import}
+
+    def _import(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
+                level: int = 0) -> Any:
+        """``import`` inside the twin's code: numpy is the twin's numpy, user modules twins."""
+        return self(builtins.__import__(name, globals, locals, fromlist, level))
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the translation holds state the twin's code could write into."""
+        return bool(self._restore)
+
+    def reset(self) -> None:
+        """Every translated array, container, object and globals dict as the user's original is
+        now: what the twin's code wrote in one call (a traced array) never leaks into the next,
+        and a global the user changed in place since the twin was built is seen."""
+        for restore in self._restore:
+            restore()
 
     def __call__(self, obj: Any) -> Any:
         hit = self._memo.get(id(obj))
@@ -798,7 +877,11 @@ class _Translator:
         if isinstance(obj, types.ModuleType):
             return self._module(obj)
         if isinstance(obj, np.ndarray):
-            return box_tree(obj) if obj.dtype.kind in "biufc" else obj
+            if obj.dtype.kind not in "biufc":
+                return obj
+            box = box_tree(obj)
+            self._restore.append(_ArrayState(obj, box).refresh)
+            return box
         if isinstance(obj, Box):
             return Box(obj.v)
         hook = None if isinstance(obj, type) else getattr(type(obj), "__gradcheck_twin__", None)
@@ -832,10 +915,12 @@ class _Translator:
         if type(obj) is dict:
             out: dict[Any, Any] = self._remember(obj, {})
             out.update((k, self(v)) for k, v in obj.items())
+            self._restore.append(lambda: _put_back(out, {k: self(v) for k, v in obj.items()}))
             return out
         if type(obj) is list:
             items: list[Any] = self._remember(obj, [])
             items.extend(self(v) for v in obj)
+            self._restore.append(lambda: items.__setitem__(slice(None), [self(v) for v in obj]))
             return items
         if isinstance(obj, tuple):
             translated = [self(v) for v in obj]
@@ -892,7 +977,9 @@ class _Translator:
         hit = self._memo.get(id(g))
         if hit is not None and hit[0] is g:
             return hit[1]  # type: ignore[no-any-return]
-        return self._remember(g, _Globals(g, self))  # type: ignore[no-any-return]
+        copied = _Globals(g, self)
+        self._restore.append(copied.reset)
+        return self._remember(g, copied)  # type: ignore[no-any-return]
 
     def _class(self, cls: type) -> Any:
         if not _user_class(cls):
@@ -928,6 +1015,8 @@ class _Translator:
         state = getattr(obj, "__dict__", None)
         if state is not None:
             new.__dict__.update((k, self(v)) for k, v in state.items())
+            self._restore.append(lambda: _put_back(new.__dict__,
+                                                   {k: self(v) for k, v in state.items()}))
         for klass in cls.__mro__:
             slots = klass.__dict__.get("__slots__", ())
             for slot in (slots,) if isinstance(slots, str) else slots:
@@ -944,7 +1033,8 @@ def _from_numpy(obj: Any) -> bool:
 def _numpy_twin(fn: Any) -> Any:
     """The twin of a numpy function imported by name (``from numpy import tanh``)."""
     name = getattr(fn, "__name__", "")
-    for space, mod in ((NUMPY, np), (_linalg(), np.linalg), (_fft(), np.fft)):
+    for space, mod in ((NUMPY, np), (_linalg(), np.linalg), (_fft(), np.fft),
+                       (_lib_namespace().stride_tricks, np.lib.stride_tricks)):
         if getattr(mod, name, None) is fn:
             return getattr(space, name)
     return fn
@@ -970,6 +1060,32 @@ def _key(fn: Any) -> Hashable | None:
     return key
 
 
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, types.MethodType) and isinstance(b, types.MethodType):
+        return a.__func__ is b.__func__ and a.__self__ is b.__self__
+    return a is b
+
+
+class _Root:
+    """A built twin: before each call every piece of translated state is set from the user's
+    original as it is now, so one call's traced values never reach the next (a forward writing
+    into a module-level buffer or its object's arrays is checked many times) and a global the
+    user changed in place between checks is seen."""
+
+    def __init__(self, twin: Any, translate: _Translator) -> None:
+        self.twin, self._translate = twin, translate
+        self.__name__ = getattr(twin, "__name__", "twin")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._translate.reset()
+        return self.twin(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("twin", "_translate"):
+            raise AttributeError(name)
+        return getattr(self.twin, name)
+
+
 def twin_of(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The JAX twin of ``fn``: the same code over translated globals, closures and objects (see
     the module docstring), built once per ``fn`` and kept (:func:`clear_cache` forgets them).
@@ -977,15 +1093,17 @@ def twin_of(fn: Callable[..., Any]) -> Callable[..., Any]:
     Call it with :func:`box_tree` arguments and read its result through :func:`raw_tree`.
     """
     key = _key(fn)
-    if key is not None and key in _CACHE and _CACHE[key][0] is fn:
+    if key is not None and key in _CACHE and _same(_CACHE[key][0], fn):
         _CACHE.move_to_end(key)
         return _CACHE[key][1]  # type: ignore[no-any-return]
-    twin = _Translator()(fn)
+    translate = _Translator()
+    made = translate(fn)
+    twin = made if made is fn or not translate.stateful else _Root(made, translate)
     if key is not None:
         _CACHE[key] = (fn, twin)
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
-    return twin  # type: ignore[no-any-return]
+    return twin
 
 
 # ----------------------------------------------------------------------------- plain reasons
@@ -1002,8 +1120,8 @@ def plain_reason(exc: BaseException) -> str:
         why = "it converts arrays computed from the parameters to numpy (np.asarray, a library " \
               "outside numpy)"
     elif isinstance(exc, jax.errors.TracerBoolConversionError | jax.errors.ConcretizationTypeError):
-        why = "its Python control flow depends on array values (an if/while on an array " \
-              "computed from the parameters)"
+        why = "it needs the concrete value of an array computed from the parameters (an " \
+              "if/while on it, or '%' formatting / a library call that converts it to a float)"
     elif isinstance(exc, jax.errors.TracerIntegerConversionError):
         why = "it uses an array computed from the parameters as a Python int"
     else:
@@ -1016,8 +1134,7 @@ def plain_reason(exc: BaseException) -> str:
 
 
 def _user_line(exc: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if is_user_code(f.filename) and "gradcheck" + os.sep not in f.filename]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_code(f.filename)]
     if not frames:
         return ""
     f = frames[-1]
