@@ -9,7 +9,6 @@ forward writes into, a ``global`` call counter, and ``return float(loss)``."""
 import math
 
 import numpy as np
-import pytest
 from numpy import exp, log, tanh
 
 import gradcheck as gc

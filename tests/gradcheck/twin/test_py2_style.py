@@ -10,7 +10,6 @@ of the loss in a debug print."""
 from __future__ import absolute_import, division, print_function
 
 import numpy as np
-import pytest
 
 import gradcheck as gc
 
