@@ -375,6 +375,10 @@ _SEQUENCE_FUNCS = frozenset({
     "broadcast_arrays", "ix_", "select", "piecewise", "choose", "lexsort", "atleast_1d",
     "atleast_2d", "atleast_3d", "result_type", "promote_types"})
 
+#: numpy functions whose first argument is a shape (kept a tuple: under jit an array of it
+#: would be traced).
+_SHAPE_FIRST = frozenset({"zeros", "ones", "empty", "full", "eye", "identity", "indices", "tri"})
+
 #: numpy array constructors: every array they make is float64 unless asked otherwise.
 _CONSTRUCTORS = frozenset({"zeros", "ones", "empty", "full", "eye", "identity", "zeros_like",
                            "ones_like", "empty_like", "full_like", "array", "asarray",
@@ -392,7 +396,8 @@ def _call(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             kwargs.pop(key, None)
         args = raw_tree(args)
         kwargs = raw_tree(kwargs)
-        if name not in _SEQUENCE_FUNCS and args and isinstance(args[0], list | tuple):
+        if (name not in _SEQUENCE_FUNCS and name not in _SHAPE_FIRST and args
+                and isinstance(args[0], list | tuple)):
             args = (_jnp().asarray(args[0]), *args[1:])
         return _write_out(out, fn(*args, **kwargs))
     call.__name__ = name

@@ -1024,3 +1024,34 @@ def test_box_tree_and_raw_tree_round_trip_structures() -> None:
     np.testing.assert_array_equal(np.asarray(raw["l"][0]), np.zeros(1))
     ns = types.SimpleNamespace(a=1)
     assert box_tree(ns) is ns and raw_tree(ns) is ns
+
+
+# --------------------------------------------------------------------------- compiled and reused
+
+
+def _buffered_loss(p: dict[str, Any], x: np.ndarray) -> Any:
+    h = np.zeros((x.shape[0], p["W"].shape[1]))  # a shape tuple: must stay static under jit
+    for i in range(x.shape[0]):
+        h[i] = np.tanh(np.dot(x[i], p["W"]))
+    return float(np.sum(h ** 2))
+
+
+def _buffered_grad(p: dict[str, Any], x: np.ndarray) -> dict[str, np.ndarray]:
+    y = np.tanh(x @ p["W"])
+    return {"W": x.T @ (2 * y * (1 - y ** 2))}
+
+
+def test_a_twin_is_compiled_once_its_function_recurs_and_reused_across_checks() -> None:
+    from gradcheck import autodiff
+
+    autodiff.clear_cache()
+    clear_cache()
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # new data at the same shapes, as hypothesis examples are
+        p, x = {"W": rng.normal(size=(3, 5))}, rng.normal(size=(4, 3))
+        res = gc.check_grad(_buffered_loss, _buffered_grad, p, x)
+        assert res.passed and res.jax_source == "twin"
+    programs = [v for k, v in autodiff._COMPILED.items() if k[0][0] == "twin"]
+    assert len(programs) == 1 and programs[0] is not False  # one compiled program, reused
+    bad = gc.check_grad(_buffered_loss, lambda p, x: {"W": -_buffered_grad(p, x)["W"]}, p, x)
+    assert (bad.verdict, bad.leaf("W").blame, bad.jax_source) == ("fail", "hand", "twin")
