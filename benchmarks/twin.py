@@ -10,7 +10,11 @@ and kink-heavy) is checked by ``gc.check_layer(..., mode="auto", seed=0)`` three
   ``jax_twin=False``: hand vs finite differences only;
 * **numpy-only, twin** — the same numpy-only layer with the default ``jax_twin="auto"``:
   gradcheck builds a JAX twin of the numpy code and, once its loss and a spot check agree with
-  the numpy forward, uses it as the third source.
+  the numpy forward, uses it as the third source;
+* **float32 storage, no twin / twin** — the layer behind :class:`Float32Storage` (its forward
+  computes in float32 whatever it is given, as code with float32 buffers does; the hand
+  backward is unchanged), without and with the twin: the case where finite differences are the
+  weak side and the twin (which computes in float64) the exact arbiter.
 
 The cases are the detection benchmark's, plus float32 copies of every suite mutant and of the
 single-entry errors of 1e-2 and 1e-3 (:func:`float32_mutants`).  Reported per configuration:
@@ -37,11 +41,30 @@ from benchmarks.speed import NumpyOnly
 
 __all__ = ["CONFIGS", "TwinResult", "TwinRow", "float32_mutants", "render", "run_twin"]
 
-#: The three ways a case is checked: (label, numpy-only forward?, gradcheck options).
-CONFIGS: tuple[tuple[str, bool, dict[str, Any]], ...] = (
-    ("array-API", False, {}),
-    ("numpy-only, no twin", True, {"jax_twin": False}),
-    ("numpy-only, twin", True, {}),
+@dataclass(frozen=True)
+class Float32Storage:
+    """A numpy-only forward that stores everything in float32, as code with
+    ``np.zeros(..., dtype=np.float32)`` buffers does: whatever precision the checker passes
+    in, the forward computes in float32 (the backward is the inner layer's, in the inputs'
+    dtype).  Finite differences of it are float32-noisy; the twin promotes float32 to float64."""
+
+    inner: Any
+
+    def forward(self, params: dict[str, Any], x: Any) -> Any:
+        p = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
+        return np.asarray(self.inner.forward(p, np.asarray(x, dtype=np.float32)), dtype=np.float32)
+
+    def backward(self, params: dict[str, Any], x: Any, dy: Any) -> Any:
+        return self.inner.backward(params, x, dy)
+
+
+#: The ways a case is checked: (label, wrapper of the layer or None, gradcheck options).
+CONFIGS: tuple[tuple[str, Callable[[Any], Any] | None, dict[str, Any]], ...] = (
+    ("array-API", None, {}),
+    ("numpy-only, no twin", NumpyOnly, {"jax_twin": False}),
+    ("numpy-only, twin", NumpyOnly, {}),
+    ("float32 storage, no twin", Float32Storage, {"jax_twin": False}),
+    ("float32 storage, twin", Float32Storage, {}),
 )
 
 
@@ -105,8 +128,8 @@ def float32_mutants() -> list[Case]:
     return out
 
 
-def _variant(case: Case, numpy_only: bool) -> Case:
-    return replace(case, layer=NumpyOnly(case.layer)) if numpy_only else case
+def _variant(case: Case, wrap: Callable[[Any], Any] | None) -> Case:
+    return replace(case, layer=wrap(case.layer)) if wrap is not None else case
 
 
 def run_twin(*, quick: bool = False, budget_s: float = 60.0,
@@ -119,10 +142,10 @@ def run_twin(*, quick: bool = False, budget_s: float = 60.0,
     rows = []
     for i, case in enumerate(cases, 1):
         row = TwinRow(case)
-        for label, numpy_only, opts in CONFIGS:
+        for label, wrap, opts in CONFIGS:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                outcome, res = gradcheck_outcome(_variant(case, numpy_only), "gc auto",
+                outcome, res = gradcheck_outcome(_variant(case, wrap), "gc auto",
                                                  budget_s=budget_s, **opts)
             row.status[label] = outcome.status
             row.caught[label] = bool(outcome.caught)
@@ -149,7 +172,9 @@ def render(res: TwinResult) -> str:
     out = [f"{n_mut} mutants and {n_cor} correct cases of the mutation suite, each checked by "
            "`gc.check_layer(..., mode='auto', seed=0)` with the zoo's array-API forward, with the "
            "same forward made numpy-only (`benchmarks.speed.NumpyOnly`: `np.asarray` on every input) "
-           "and `jax_twin=False`, and numpy-only with the automatic JAX twin (the default); "
+           "and `jax_twin=False`, numpy-only with the automatic JAX twin (the default), and with "
+           "float32 storage (`benchmarks.twin.Float32Storage`: the forward computes in float32 "
+           "whatever it is given) without and with the twin; "
            f"{res.wall_s:.0f} s in all.\n",
            "| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
 
@@ -177,8 +202,8 @@ def render(res: TwinResult) -> str:
                      for c in labels]
             out.append(f"| {r.case.name} | " + " | ".join(cells) + " |")
         out.append("")
-    refused = [(r.case.name, r.note["numpy-only, twin"]) for r in res.rows
-               if r.source["numpy-only, twin"] != "twin"]
+    refused = [(f"{r.case.name} ({c})", r.note[c]) for r in res.rows
+               for c in ("numpy-only, twin", "float32 storage, twin") if r.source[c] != "twin"]
     if refused:
         out.append("Checks where the twin was not used (the check's first note):\n")
         out.extend(f"- {name}: {note or '(no note)'}" for name, note in refused)

@@ -27,6 +27,8 @@ def test_the_twin_is_the_source_of_the_numpy_only_runs_only(result: twin.TwinRes
     assert result.sources("array-API") == {"array-api": len(result.rows)}
     assert result.sources("numpy-only, no twin") == {"none": len(result.rows)}
     assert result.sources("numpy-only, twin") == {"twin": len(result.rows)}
+    assert result.sources("float32 storage, no twin") == {"none": len(result.rows)}
+    assert result.sources("float32 storage, twin") == {"twin": len(result.rows)}
 
 
 def test_the_twin_matches_the_array_api_outcomes(result: twin.TwinResult) -> None:
