@@ -819,19 +819,35 @@ def _put_back(target: dict[Any, Any], saved: dict[Any, Any]) -> None:
     target.update(saved)
 
 
+#: Arrays of more entries than this (a module-level dataset) are not copied to notice in-place
+#: changes: a seeded sample of :data:`FINGERPRINT_SIZE` of their entries is compared instead.
+FULL_COMPARE_MAX = 1 << 20
+FINGERPRINT_SIZE = 4096
+
+
 class _ArrayState:
     """A user's array and its Box in a twin: :meth:`refresh` gives the Box the array's current
-    value (a copy: the user's array is only read), re-converted only when it has changed."""
+    value (a copy: the user's array is only read), re-converted only when it has changed (for a
+    large array: when a fixed sample of its entries has; a change elsewhere that alters the loss
+    makes the twin's loss differ from the forward's, and the twin is refused)."""
 
     def __init__(self, original: np.ndarray, box: Box) -> None:
         self.original, self.box = original, box
-        self.seen, self.value = original.copy(), box.v
+        self.seen, self.value = self._fingerprint(), box.v
+
+    def _fingerprint(self) -> np.ndarray:
+        o = self.original
+        if o.size <= FULL_COMPARE_MAX:
+            return o.copy()
+        picks = np.random.default_rng(o.size).integers(0, o.size, FINGERPRINT_SIZE)
+        return np.asarray(o[np.unravel_index(picks, o.shape)])  # reads only the picks
 
     def refresh(self) -> None:
         o = self.original
-        if o.shape != self.seen.shape or o.dtype != self.seen.dtype or not np.array_equal(
-                o, self.seen, equal_nan=o.dtype.kind in "fc"):
-            self.seen, self.value = o.copy(), box_tree(o).v
+        now = self._fingerprint()
+        if now.shape != self.seen.shape or o.dtype != self.seen.dtype or not np.array_equal(
+                now, self.seen, equal_nan=o.dtype.kind in "fc"):
+            self.seen, self.value = now, box_tree(o).v
         self.box.v = self.value
 
 

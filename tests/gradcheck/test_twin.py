@@ -1055,3 +1055,31 @@ def test_a_twin_is_compiled_once_its_function_recurs_and_reused_across_checks() 
     assert len(programs) == 1 and programs[0] is not False  # one compiled program, reused
     bad = gc.check_grad(_buffered_loss, lambda p, x: {"W": -_buffered_grad(p, x)["W"]}, p, x)
     assert (bad.verdict, bad.leaf("W").blame, bad.jax_source) == ("fail", "hand", "twin")
+
+
+SCALES = np.linspace(0.5, 1.5, 40)
+
+
+def _scaled_sum(x: np.ndarray) -> Any:
+    return np.sum(SCALES * np.tanh(x))
+
+
+@pytest.mark.parametrize("full_compare_max", [10**6, 8])  # a copy / a sampled fingerprint
+def test_a_global_array_changed_in_place_between_calls_is_seen(
+        full_compare_max: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradcheck import twin
+
+    monkeypatch.setattr(twin, "FULL_COMPARE_MAX", full_compare_max)
+    clear_cache()
+    x = np.linspace(-1.0, 1.0, 40)
+    before = SCALES.copy()
+    try:
+        with jax.enable_x64(True):
+            assert float(value(twin_of(_scaled_sum)(box_tree(x)))) == pytest.approx(
+                float(_scaled_sum(x)), rel=1e-13)
+            SCALES[:] = SCALES[::-1] * 2.0  # in place: the same object, new values
+            assert float(value(twin_of(_scaled_sum)(box_tree(x)))) == pytest.approx(
+                float(_scaled_sum(x)), rel=1e-13)
+    finally:
+        SCALES[:] = before
+        clear_cache()
