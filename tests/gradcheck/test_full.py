@@ -227,3 +227,15 @@ def test_gather_changes_neither_the_leaf_nor_the_references(case: str, big_run: 
     # the evidence holds arrays of its own, not views of the leaf
     assert not np.shares_memory(ev.parts.num, lf.hand)
     assert not np.shares_memory(ev.parts.num, lf.x)
+
+
+def test_auto_mode_samples_fewer_entries_than_full_mode() -> None:
+    """In ``auto`` the autodiff-led sample is AUTO_SAMPLE entries (plus the four largest): the
+    verdict rests on hand vs autodiff at every entry, the sample only validates autodiff."""
+    run = make_run(big_loss, big_grad, big_point(), mode="auto")
+    lf = first_leaf(run)
+    ev = full.gather(run, lf, run.problem.total)
+    assert ev is not None and ev.parts is not None and ev.led is not None
+    measured = np.flatnonzero(~np.isnan(ev.parts.num))
+    assert full.AUTO_SAMPLE <= measured.size <= full.AUTO_SAMPLE + 4 < full.FULL_SAMPLE
+    assert set(np.argsort(np.abs(lf.ad))[-4:].tolist()) <= set(measured.tolist())
