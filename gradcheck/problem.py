@@ -11,8 +11,7 @@ stages only read the record.
 
 from __future__ import annotations
 
-import types
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,16 +169,7 @@ def _grad_loss(fun: Callable[..., Any], pristine: Any, label: str) -> float:
     return value
 
 
-def _function_key(fn: Callable[..., Any]) -> Hashable | None:
-    """What identifies a user function across checks: the function itself, or a bound method's
-    function and its object (a frozen dataclass layer is equal to its equal copies); ``None``
-    when that cannot be hashed."""
-    key = (fn.__func__, fn.__self__) if isinstance(fn, types.MethodType) else fn
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
+_function_key = twin.function_key
 
 
 def _grad_jittable(fn: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ...], *,

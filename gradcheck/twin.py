@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["MATH", "NUMPY", "Box", "TwinGap", "box_tree", "clear_cache", "is_user_code",
+__all__ = ["MATH", "NUMPY", "Box", "TwinGap", "box_tree", "clear_cache", "function_key", "is_user_code",
            "plain_reason", "raw_tree", "twin_of"]
 
 
@@ -1072,7 +1072,10 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _key(fn: Any) -> Hashable | None:
+def function_key(fn: Any) -> Hashable | None:
+    """What identifies a user function across checks: the function itself, or a bound method's
+    function and its object (a frozen dataclass layer is equal to its equal copies); ``None``
+    when that cannot be hashed."""
     key = (fn.__func__, fn.__self__) if isinstance(fn, types.MethodType) else fn
     try:
         hash(key)
@@ -1113,7 +1116,7 @@ def twin_of(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     Call it with :func:`box_tree` arguments and read its result through :func:`raw_tree`.
     """
-    key = _key(fn)
+    key = function_key(fn)
     if key is not None and key in _CACHE and _same(_CACHE[key][0], fn):
         _CACHE.move_to_end(key)
         return _CACHE[key][1]  # type: ignore[no-any-return]
