@@ -18,6 +18,8 @@ command line                   ini key             meaning
                                                    ``reports/gradcheck.html``)
 ``--gradcheck-mode=MODE``      ``gradcheck_mode``  ``auto``, ``full`` or ``directional``
 ``--gradcheck-seed=N``         ``gradcheck_seed``  the seed of every check
+``--gradcheck-jax-twin=WORD``  ``gradcheck_jax_    ``auto`` (default) or ``off``: build the
+                               twin``              automatic JAX twin of numpy forwards
 =============================  ==================  =========================================
 
 No file is written unless asked for.  A PATH that is a folder (or ends in ``/``) gets the
@@ -42,7 +44,7 @@ written is named in the terminal with the reason and fails the run: exit status 
 (``ExitCode.INTERNAL_ERROR``) for a run that would otherwise exit 0 (or 5, no tests); a run that
 already fails keeps its status.
 
-The marker ``@pytest.mark.gradcheck(mode=..., references=..., rtol=..., atol=..., seed=...)``
+The marker ``@pytest.mark.gradcheck(mode=..., references=..., rtol=..., atol=..., seed=..., jax_twin=...)``
 sets per-test options (on a function, class or module; the closest wins); an unknown key or a bad
 value makes the test error with a message naming it.
 
@@ -112,7 +114,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("gradcheck_json", "gradcheck: write the session JSON to this path", default="")
     parser.addini("gradcheck_html", "gradcheck: write the HTML report to this path", default="")
     parser.addini("gradcheck_mode", f"gradcheck: default mode ({', '.join(MODES)})", default="")
+    group.addoption("--gradcheck-jax-twin", dest="gradcheck_jax_twin", metavar="auto|off",
+                    default=None, help="whether checks build the automatic JAX twin of plain numpy "
+                    "forwards (default auto; a marker or call overrides it)")
     parser.addini("gradcheck_seed", "gradcheck: default seed of every check", default="")
+    parser.addini("gradcheck_jax_twin", "gradcheck: auto or off, the automatic JAX twin of numpy "
+                  "forwards", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:

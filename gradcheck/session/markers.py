@@ -18,7 +18,7 @@ from gradcheck.options import normalise, unknown
 __all__ = ["MARKER_KEYS", "MarkerError", "marker_options"]
 
 #: The keys ``@pytest.mark.gradcheck(...)`` accepts.
-MARKER_KEYS = ("atol", "mode", "references", "rtol", "seed")
+MARKER_KEYS = ("atol", "jax_twin", "mode", "references", "rtol", "seed")
 
 
 class MarkerError(ValueError):

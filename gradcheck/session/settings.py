@@ -24,7 +24,7 @@ from gradcheck.options import MODES
 __all__ = ["DEFAULT_DIR", "Settings", "resolve_settings"]
 
 #: The settings, each both an option ``--gradcheck-KEY`` and an ini key ``gradcheck_KEY``.
-_KEYS = ("json", "html", "mode", "seed")
+_KEYS = ("json", "html", "mode", "seed", "jax_twin")
 #: Where reports go when ``--gradcheck-json`` / ``--gradcheck-html`` are given without a path.
 DEFAULT_DIR = "reports"
 #: The suffixes that give away a swapped report path (a JSON report named ``.html``, say).
@@ -39,6 +39,8 @@ class Settings:
     html: Path | None = None
     mode: str | None = None
     seed: int | None = None
+    #: ``"auto"`` or ``False``: whether checks build the automatic JAX twin of numpy code.
+    jax_twin: str | bool | None = None
 
     def defaults(self) -> dict[str, Any]:
         """The check options these settings impose (below marker and call options)."""
@@ -47,6 +49,8 @@ class Settings:
             out["mode"] = self.mode
         if self.seed is not None:
             out["seed"] = self.seed
+        if self.jax_twin is not None:
+            out["jax_twin"] = self.jax_twin
         return out
 
 
@@ -64,7 +68,7 @@ def _found(config: pytest.Config) -> dict[str, _Found]:
         cli = config.getoption(f"gradcheck_{key}", None)
         ini = str(config.getini(f"gradcheck_{key}") or "").strip()
         if cli is not None:
-            found[key] = (str(cli), f"--gradcheck-{key}", cwd)
+            found[key] = (str(cli), f"--gradcheck-{key.replace('_', '-')}", cwd)
         elif ini:
             found[key] = (ini, f"gradcheck_{key} ({ini_name})", ini_base)
     return found
@@ -150,10 +154,25 @@ def _seed(value: str, source: str) -> int:
     return seed
 
 
+#: The words ``--gradcheck-jax-twin`` / ``gradcheck_jax_twin`` take.
+_TWIN_WORDS: dict[str, str | bool] = {"auto": "auto", "on": "auto", "true": "auto", "yes": "auto",
+                                      "off": False, "false": False, "no": False}
+
+
+def _jax_twin(value: str, source: str) -> str | bool:
+    word = value.strip().lower()
+    if word not in _TWIN_WORDS:
+        raise pytest.UsageError(f"{source}={value!r}: expected auto or off (whether checks build "
+                                "the automatic JAX twin of plain numpy forwards).")
+    return _TWIN_WORDS[word]
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
     """Read and validate the options (command line wins over ini); bad values are usage errors."""
     found = _found(config)
     paths = _report_paths(found, config.rootpath, _collected_patterns(config) if found else [])
     mode = _mode(*found["mode"][:2]) if "mode" in found else None
     seed = _seed(*found["seed"][:2]) if "seed" in found else None
-    return Settings(json=paths.get("json"), html=paths.get("html"), mode=mode, seed=seed)
+    twin = _jax_twin(*found["jax_twin"][:2]) if "jax_twin" in found else None
+    return Settings(json=paths.get("json"), html=paths.get("html"), mode=mode, seed=seed,
+                    jax_twin=twin)

@@ -215,7 +215,7 @@ def test_xdist_crashed_worker_is_a_no_result_row(sample: pytest.Pytester) -> Non
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ("rtl=1e-3", "unknown key 'rtl' (did you mean 'rtol'?); keys are atol, mode, references, rtol, seed"),
+        ("rtl=1e-3", "unknown key 'rtl' (did you mean 'rtol'?); keys are atol, jax_twin, mode, references, rtol, seed"),
         ("mode='fast'", "mode='fast': expected one of auto, full, directional"),
         ("references=('numeric', 'torch')", "references=('numeric', 'torch'): expected one or both of *"),
         ("references=()", "references=(): expected one or both of *"),
@@ -294,6 +294,52 @@ def test_precedence_call_marker_cli_ini_default(
     }
 
 
+NUMPY_ONLY = '''
+import numpy as np
+import pytest
+
+
+def f(p, x):
+    return float(np.sum(np.tanh(np.dot(x, p["W"]))))
+
+
+def g(p, x):
+    y = np.tanh(x @ p["W"])
+    return {"W": x.T @ (1 - y ** 2)}
+
+
+def case():
+    rng = np.random.default_rng(0)
+    return {"W": rng.normal(size=(3, 2))}, rng.normal(size=(4, 3))
+
+
+def test_plain(gradcheck):
+    gradcheck.check_grad(f, g, *case())
+
+
+@pytest.mark.gradcheck(jax_twin="auto")
+def test_marker(gradcheck):
+    gradcheck.check_grad(f, g, *case())
+'''
+
+
+@pytest.mark.parametrize(("ini", "args", "plain"), [
+    (None, (), "twin"),
+    ("gradcheck_jax_twin = off", (), "none"),
+    ("gradcheck_jax_twin = off", ("--gradcheck-jax-twin=auto",), "twin"),
+], ids=["default", "ini-off", "cli-over-ini"])
+def test_the_jax_twin_is_set_once_for_a_project(
+    pytester: pytest.Pytester, ini: str | None, args: tuple[str, ...], plain: str
+) -> None:
+    pytester.makepyfile(test_twin_setting=NUMPY_ONLY)
+    if ini is not None:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    result = pytester.runpytest_subprocess("--gradcheck-json=out.json", *args)
+    result.assert_outcomes(passed=2)
+    rows = _by_test(_rows(pytester.path / "out.json"))
+    assert {k: r["jax_source"] for k, r in rows.items()} == {"test_plain": plain, "test_marker": "twin"}
+
+
 def test_ini_report_paths_are_relative_to_the_ini_file(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_prec=PRECEDENCE)
     pytester.makeini("[pytest]\ngradcheck_json = build/\n")
@@ -309,12 +355,14 @@ def test_ini_report_paths_are_relative_to_the_ini_file(pytester: pytest.Pytester
         (("--gradcheck-mode=ful",), "", "*--gradcheck-mode='ful' is not a gradcheck mode (did you mean 'full'?)*"),
         ((), "gradcheck_mode = fast", "*gradcheck_mode (ini option in tox.ini)='fast' is not a gradcheck mode*"),
         (("--gradcheck-seed=-1",), "", "*--gradcheck-seed='-1': expected a non-negative integer seed."),
+        (("--gradcheck-jax-twin=maybe",), "", "*--gradcheck-jax-twin='maybe': expected auto or off*"),
         (("--gradcheck-seed=abc",), "", "*--gradcheck-seed='abc': expected a non-negative integer seed."),
         (("--gradcheck-json=r/x", "--gradcheck-html=r/x"), "",
          "*--gradcheck-json and --gradcheck-html both write to *x: give the JSON and the HTML report different paths."),
         (("--gradcheck-html=r.json",), "", "*--gradcheck-html='r.json' names a .json file for the HTML report*swapped?"),
     ],
-    ids=["mode", "mode-typo", "ini-mode", "negative-seed", "seed-not-int", "same-path", "swapped"],
+    ids=["mode", "mode-typo", "ini-mode", "negative-seed", "jax-twin", "seed-not-int", "same-path",
+         "swapped"],
 )
 def test_bad_options_are_usage_errors(
     pytester: pytest.Pytester, args: tuple[str, ...], ini: str, message: str

@@ -38,11 +38,11 @@ def test_an_unknown_key_names_the_closest_and_lists_the_keys() -> None:
     with pytest.raises(MarkerError) as info:
         _options(rtl=1e-3)
     assert str(info.value) == ("unknown key 'rtl' (did you mean 'rtol'?); "
-                               "keys are atol, mode, references, rtol, seed")
+                               "keys are atol, jax_twin, mode, references, rtol, seed")
 
 
 def test_check_options_that_are_not_marker_keys_are_refused() -> None:
-    with pytest.raises(MarkerError, match=r"^unknown key 'probes'; keys are atol, mode"):
+    with pytest.raises(MarkerError, match=r"^unknown key 'probes'; keys are atol, jax_twin, mode"):
         _options(probes=4)
 
 
