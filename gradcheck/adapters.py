@@ -13,7 +13,10 @@ comes in other shapes; each adapter here wraps one of them without changing the 
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +44,7 @@ class CS231nLayer:
         self._forward, self._backward = forward, backward
         self.param_names, self.static = tuple(params), dict(static)
         self.__name__ = getattr(forward, "__name__", "layer")
+        self.__gradcheck_source__ = forward  # docstrings and names come from the user's code
         uncopied = hy.copy_with_notes(self.static)[1]
         self.notes: tuple[str, ...] = tuple(hy.uncopied_notes(uncopied, self.__name__))
 
@@ -156,6 +160,7 @@ class StatefulLayer:
     def __init__(self, obj: Any, params: Sequence[str], grads: Any) -> None:
         self.obj, self.param_names, self.grads = obj, tuple(params), grads
         self.__name__ = type(obj).__name__
+        self.__gradcheck_source__ = obj
         self.accumulates: bool | None = None
 
     def __gradcheck_twin__(self, translate: Callable[[Any], Any]) -> StatefulLayer:
@@ -313,13 +318,19 @@ def stateful_layer(
 
 
 def loss_and_grads(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any], names: Sequence[str] | None = None,
 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """Split ``fn(params, *args) -> (loss, grads, ...)`` into ``(fun, grad)`` for check_grad.
 
     ``fn`` may return ``(loss, grads)`` with ``grads`` shaped like ``params``, or — as
     Karpathy's min-char-rnn does — ``(loss, dW1, dW2, ..., extra...)`` with one gradient per
     parameter leaf in order, followed by anything else (a final hidden state), which is ignored.
+
+    ``names`` names the parameter leaves in reports and messages (one per leaf, in order), for
+    tuple or list ``params`` whose leaves would otherwise be ``[0]``, ``[1]``, …  Without it the
+    names are read from ``fn``'s code when every ``return`` lists plain names after the loss
+    (``return loss, dWxh, dWhh, dby, hs[T]`` names the leaves ``Wxh``, ``Whh``, ``by``: a common
+    ``d`` / ``grad_`` prefix or ``_grad`` suffix is dropped).  A dict's keys are kept as they are.
 
     Examples:
         >>> import numpy as np, gradcheck as gc
@@ -352,9 +363,79 @@ def loss_and_grads(
         return tuple(out[1 : 1 + n])
 
     fun.__name__, grad.__name__ = name, name
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(set(names)) != len(names) or not all(names):
+            raise InvalidArgument(f"loss_and_grads(..., names={names!r}): give distinct, "
+                                  "non-empty names, one per parameter leaf.")
+    fun.__gradcheck_names__ = functools.partial(_leaf_names, fn, names)  # type: ignore[attr-defined]
+    fun.__gradcheck_source__ = fn  # type: ignore[attr-defined]
     # The automatic JAX twin of ``fun`` is ``fun`` over the twin of the user's ``fn``.
     fun.__gradcheck_twin__ = lambda translate: loss_and_grads(translate(fn))[0]  # type: ignore[attr-defined]
     return fun, grad
+
+
+def _leaf_names(fn: Callable[..., Any], given: Sequence[str] | None, n: int, positional: bool
+                ) -> list[str] | None:
+    """The names of ``n`` parameter leaves: ``given`` (its length must be ``n``), else for
+    ``positional`` leaves (of a tuple or list, named ``[0]``, ``[1]``, …) those read from ``fn``'s
+    ``return`` statements, else ``None`` (the tree's own paths)."""
+    if given is not None:
+        if len(given) != n:
+            raise InvalidArgument(f"loss_and_grads(..., names={list(given)!r}) gives {len(given)} "
+                                  f"names for {n} parameter leaves: give one name per leaf, in order.")
+        return list(given)
+    read = _returned_names(fn) if positional else None
+    return _strip(read[:n]) if read is not None and len(read) >= n else None
+
+
+def _returned_names(fn: Callable[..., Any]) -> list[str] | None:
+    """``[Wxh, Whh]`` from ``return loss, dWxh, dWhh, ...`` when every ``return`` of ``fn``
+    lists the same plain names after the loss; ``None`` when the code is not readable or says
+    nothing certain (``return loss, grads``, a computed expression, returns that differ)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    body = tree.body[0] if tree.body and isinstance(tree.body[0], ast.FunctionDef) else None
+    if body is None:
+        return None
+    found: set[tuple[str, ...]] = set()
+    stack: list[ast.AST] = list(ast.iter_child_nodes(body))
+    while stack:  # the function's own returns, not those of functions defined inside it
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+        if isinstance(node, ast.Return) and node.value is not None:
+            if not isinstance(node.value, ast.Tuple) or len(node.value.elts) < 3:
+                return None
+            names = []
+            for elt in node.value.elts[1:]:
+                if not isinstance(elt, ast.Name):
+                    break
+                names.append(elt.id)
+            if len(names) < 2:
+                return None
+            found.add(tuple(names))
+    return list(found.pop()) if len(found) == 1 else None
+
+
+def _strip(names: list[str]) -> list[str] | None:
+    """``dWxh, dby`` → ``Wxh, by``: a prefix or suffix common to every gradient's name dropped
+    (``None`` when the names are not distinct)."""
+    if len(set(names)) != len(names):
+        return None
+    for prefix in ("grad_", "d_", "d"):
+        if all(n.startswith(prefix) and len(n) > len(prefix) for n in names):
+            names = [n[len(prefix):] for n in names]
+            break
+    else:
+        for suffix in ("_grad", "_g"):
+            if all(n.endswith(suffix) and len(n) > len(suffix) for n in names):
+                names = [n[: -len(suffix)] for n in names]
+                break
+    return names
 
 
 def _expect_tuple(out: Any, name: str) -> None:

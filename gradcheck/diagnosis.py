@@ -34,7 +34,10 @@ def diagnose(
 
     Tried in order: all-zero, sign flip, constant scale factor, transpose, shift by one step along
     the time axis, value clipping, and errors confined to rows, columns, time steps or a few
-    entries.  Returns ``None`` when nothing is wrong.
+    entries; many wrong entries with none of these patterns are ``scattered``.  A one-entry
+    tensor shows no pattern beyond a zero or a flipped sign: otherwise its diagnosis is
+    ``single`` (what the entry is and its ratio to the reference, never "a constant factor").
+    Returns ``None`` when nothing is wrong.
 
     Examples:
         >>> r = np.arange(1.0, 5.0)
@@ -53,14 +56,33 @@ def diagnose(
     fits.err = err  # type: ignore[attr-defined]
 
     refnz = bool(np.any(np.abs(ref) > atol))
-    for test in (_zero, _sign, _scale, _transpose, _shift, _clipped):
+    tests = (_zero, _sign, _scale, _transpose, _shift, _clipped) if hand.size > 1 else (_zero, _sign)
+    for test in tests:
         found = test(hand, ref, fits, refnz, time_axis)
         if found is not None:
             return found
+    if hand.size == 1:
+        return _single(float(hand.ravel()[0]), float(ref.ravel()[0]))
     return _confined(hand, ref, bad, time_axis)
 
 
 _Fits = Any
+#: A confined error counts as "a few entries" up to this many wrong entries, or this fraction of
+#: the tensor; more are "scattered": many wrong entries with no row, column or step pattern.
+FEW_ENTRIES, FEW_FRACTION = 3, 0.1
+
+
+def _single(h: float, r: float) -> Diagnosis:
+    """A one-entry tensor: one number shows no pattern (a constant factor needs two), so the
+    diagnosis says what the entry is and how it compares."""
+    if r == 0.0:
+        how = "the reference is 0"
+    elif h == 0.0:
+        how = "the hand value is 0 (a gradient never written, or a dropped term?)"
+    else:
+        how = f"{h / r:.6g} × the reference"
+    return Diagnosis("single", f"its only entry is wrong: hand {h:.6g}, reference {r:.6g} ({how})",
+                     factor=h / r if r != 0.0 else None, indices=((0,),))
 
 
 def _zero(h: np.ndarray, r: np.ndarray, fits: _Fits, refnz: bool, _t: Any) -> Diagnosis | None:
@@ -147,7 +169,7 @@ def _confined(h: np.ndarray, r: np.ndarray, bad: np.ndarray, t: Any) -> Diagnosi
     n_bad, n = int(bad.sum()), bad.size
     where = [tuple(int(i) for i in ix) for ix in np.argwhere(bad)]
     zero_note = " (the hand gradient is 0 there: a dropped term?)" if np.all(h[bad] == 0) else ""
-    if n_bad <= 3 and n > n_bad:
+    if n_bad <= FEW_ENTRIES and n > n_bad:
         shown = ", ".join(str(list(w)) for w in where)
         return Diagnosis("entries", f"{n_bad} wrong entr{'y' if n_bad == 1 else 'ies'} at "
                          f"{shown}{zero_note}", indices=tuple(where))
@@ -162,9 +184,12 @@ def _confined(h: np.ndarray, r: np.ndarray, bad: np.ndarray, t: Any) -> Diagnosi
                 return Diagnosis(kind, f"errors confined to {word}{'s' if len(hit) > 1 else ''} "
                                  f"{_ranges(hit)} along axis {axis}{zero_note}", axis=axis,
                                  indices=tuple(int(i) for i in hit))
-    if n_bad < n:
+    if n_bad <= FEW_FRACTION * n:
         return Diagnosis("entries", f"{n_bad} of {n} entries wrong{zero_note}",
                          indices=tuple(where[:20]))
+    if n_bad < n:
+        return Diagnosis("scattered", f"{n_bad} of {n} entries wrong, with no row, column or "
+                         f"time-step pattern{zero_note}", indices=tuple(where[:20]))
     return Diagnosis("widespread", f"every entry is wrong, with no simple pattern{zero_note} "
                      "(a wrong formula rather than a slip)")
 

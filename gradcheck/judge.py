@@ -426,6 +426,6 @@ def localised(run: Run, leaf: Leaf, ev: Evidence, tol: Tolerance,
     if ev.unresolved is not None:
         status[ev.unresolved] = "unverified"
     found, blame = verdict(status, twin=run.problem.twin)
-    first = _first_divergence(leaf, status, run.opts.time_axis) if found == "fail" else None
+    first = _first_divergence(leaf, status, run.problem.time_axis.axis) if found == "fail" else None
     return Judgement(status, tol, found, blame, probes=probes,
                      notes=_kink_notes(status, leaf, p, tol) + ((first,) if first else ()))

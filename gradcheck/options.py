@@ -52,7 +52,10 @@ class CheckOptions:
         probes: number of directional probes per leaf.
         worst: how many worst entries to keep per leaf.
         time_axis: the axis of a sequence leaf that is time (for shift / time-step diagnoses);
-            ``None`` for no time axis.
+            ``None`` for no time axis; ``"auto"`` (default) reads it from the code
+            (:mod:`gradcheck.timeaxis`: a shape like ``(N, T, D)`` in a docstring, a batched
+            state ``h0``), else takes axis 0, as the reference zoo's ``(T, B, D)``, and a failing
+            sequence leaf's record says so.
         full_max: in ``auto`` mode, a tensor of at most this many elements has a finite
             difference at every entry; larger ones are autodiff-led or screened (see ``mode``).
         localise_max: in ``auto`` mode, a leaf that fails screening is re-checked in full when
@@ -82,7 +85,7 @@ class CheckOptions:
     name: str | None = None
     probes: int = 3
     worst: int = 5
-    time_axis: int | None = 0
+    time_axis: int | Literal["auto"] | None = "auto"
     full_max: int = 16
     localise_max: int = 16384
     complex_step: bool | None = None
@@ -191,9 +194,11 @@ def _one_of(key: str, allowed: tuple[Any, ...], words: str) -> Callable[[Any], A
     return check
 
 
-def _time_axis(value: Any) -> int | None:
+def _time_axis(value: Any) -> int | str | None:
+    if value == "auto" and isinstance(value, str):
+        return "auto"
     if value is not None and not _is_int(value):
-        raise InvalidArgument(f"time_axis={value!r}: expected an int or None")
+        raise InvalidArgument(f"time_axis={value!r}: expected an int, None or 'auto'")
     return None if value is None else int(value)
 
 

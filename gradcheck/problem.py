@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _hygiene as hy
-from gradcheck import autodiff, twin
+from gradcheck import autodiff, timeaxis, twin
 from gradcheck._tree import TreeDef, flatten, path_name
 from gradcheck.adapters import CS231nLayer
 from gradcheck.errors import InvalidArgument, NonFiniteError
 from gradcheck.options import CheckOptions
 
-__all__ = ["Candidates", "HandAt", "Problem", "grad_problem", "layer_problem"]
+__all__ = ["Candidates", "HandAt", "Problem", "grad_problem", "jax_losses", "layer_problem"]
 
 #: Builds the JAX losses over the leaves that may be the autodiff reference, best first.
 Candidates = Callable[[], list[tuple[str, Callable[[list[Any]], Any], "autodiff.Jittable | None"]]]
@@ -58,6 +58,8 @@ class Problem:
     hand_at: HandAt | None
     loss_scale: float
     f0: float
+    #: The axis of a sequence leaf that is time (``time_axis`` given, or read from the code).
+    time_axis: timeaxis.TimeAxis = timeaxis.DEFAULT
 
     def rebuild(self, leaves: Sequence[Any]) -> Any:
         """The user's pytree (with its array subclasses) around ``leaves``."""
@@ -102,6 +104,16 @@ def _leaves(tree: Any, names_of: Callable[[tuple[Any, ...]], str] | None = None)
         names, values,
         [type(leaf.value) if isinstance(leaf.value, np.ndarray) else np.ndarray for leaf in leaves],
         [leaf.path[0] if leaf.path else None for leaf in leaves], treedef)
+
+
+def _named(leaves: _Leaves, given: Callable[[int, bool], Sequence[str] | None] | None) -> _Leaves:
+    """The leaves under the names an adapter gives them (``loss_and_grads(fn, names=...)``, or
+    read from ``fn``'s code for the leaves of a tuple or list), when it gives one per leaf."""
+    positional = all(name.startswith("[") for name in leaves.names)
+    names = given(len(leaves.names), positional) if given is not None else None
+    if names is None:
+        return leaves
+    return _Leaves(list(names), leaves.values, leaves.classes, leaves.roots, leaves.treedef)
 
 
 def _require_entries(names: Sequence[str], values: Sequence[np.ndarray]) -> None:
@@ -231,11 +243,23 @@ def _grad_candidates(fun: Callable[..., Any], args: Callable[[], Any], treedef: 
     return candidates
 
 
+def jax_losses(fun: Callable[..., Any], params: Any, args: tuple[Any, ...], opts: CheckOptions
+               ) -> tuple[Candidates, list[np.ndarray], TreeDef]:
+    """The JAX candidates of ``fun(params, *args)`` as losses over a list of leaves (the
+    ``jax_fun`` twin, the forward on JAX arrays, the automatic twin; see :func:`grad_problem`),
+    with the leaves and the tree they rebuild: what a check of a derivative *of* a gradient
+    (:mod:`gradcheck.hvp`) differentiates."""
+    leaves = _leaves(params)
+    copy_args, _ = hy.copier(args)
+    return (_grad_candidates(fun, copy_args, leaves.treedef, opts.jax_fun, opts.jax_twin),
+            leaves.values, leaves.treedef)
+
+
 def grad_problem(fun: Callable[..., Any], grad: Callable[..., Any], params: Any,
                  args: tuple[Any, ...], opts: CheckOptions) -> Problem:
     """The problem of :func:`gradcheck.check_grad`: ``fun(params, *args)`` and its hand gradient
     ``grad(params, *args)``, both called on copies."""
-    leaves = _leaves(params)
+    leaves = _named(_leaves(params), getattr(fun, "__gradcheck_names__", None))
     label = str(opts.name or getattr(fun, "__name__", "fun"))
     pristine, uncopied = hy.copy_with_notes({"params": params, "args": list(args)})
     copy_args, _ = hy.copier(args)
@@ -264,7 +288,9 @@ def grad_problem(fun: Callable[..., Any], grad: Callable[..., Any], params: Any,
         jax_candidates=_grad_candidates(fun, copy_args, leaves.treedef, opts.jax_fun,
                                         opts.jax_twin),
         twin=opts.jax_fun is not None, notes=tuple(notes + hand_notes + empty_notes), hand_at=hand_at,
-        loss_scale=abs(f0), f0=f0)
+        loss_scale=abs(f0), f0=f0,
+        time_axis=timeaxis.resolve(opts.time_axis, leaves.shapes(), timeaxis.sources_of(fun),
+                                   timeaxis.named_arrays({"params": params, "args": list(args)})))
     return problem
 
 
@@ -380,7 +406,7 @@ def layer_problem(layer: Any, params: Any, x: Any, opts: CheckOptions) -> Proble
     """The problem of :func:`gradcheck.check_layer`: ``L = ⟨dy, forward(params, x)⟩`` with a
     seeded ``dy`` exactly representable in ``y``'s dtype, and the layer's backward at ``dy``."""
     _require_layer(layer)
-    label = opts.name or type(layer).__name__
+    label = opts.name or _layer_label(layer)
     tree = {"params": params, "x": x}
     leaves = _leaves(tree, _layer_name)
     n_params = sum(root == "params" for root in leaves.roots)
@@ -418,5 +444,15 @@ def layer_problem(layer: Any, params: Any, x: Any, opts: CheckOptions) -> Proble
         jax_candidates=_layer_candidates(opts.jax_fun or layer.forward, opts.jax_fun is not None,
                                          opts.jax_twin, leaves.treedef, dy),
         twin=opts.jax_fun is not None, notes=(*_adapter_notes(layer), *notes, *hand_notes, *empty_notes),
-        hand_at=hand_at, loss_scale=float(np.sum(np.abs(dy * np.asarray(y0, np.float64)))), f0=f0)
+        hand_at=hand_at, loss_scale=float(np.sum(np.abs(dy * np.asarray(y0, np.float64)))), f0=f0,
+        time_axis=timeaxis.resolve(opts.time_axis, leaves.shapes(), timeaxis.sources_of(layer),
+                                   timeaxis.named_arrays({"params": params,
+                                                          **getattr(layer, "static", {})})))
     return problem
+
+
+def _layer_label(layer: Any) -> str:
+    """The name a check of ``layer`` goes by: an adapter's (the user's forward function or
+    class, ``__name__`` on the instance), else the layer's class."""
+    own = vars(layer).get("__name__") if hasattr(layer, "__dict__") else None
+    return str(own) if isinstance(own, str) and own else type(layer).__name__

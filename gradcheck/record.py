@@ -23,7 +23,10 @@ from gradcheck.references import References
 from gradcheck.result import Agreement, CheckResult, Diagnosis, Element, LeafResult, Verdict
 from gradcheck.tolerance import agreement
 
-__all__ = ["check_result", "leaf_result"]
+__all__ = ["ERROR_MAP_MAX", "check_result", "leaf_result"]
+
+#: A leaf that did not pass carries its whole error map (one number per entry) up to this size.
+ERROR_MAP_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,15 @@ def _sampled_diagnosis(leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement) 
                      err=s.err[at] if s.err is not None else 0.0, time_axis=None)
     if found is not None and found.kind in ("zero", "sign_flip", "scale"):
         return found
-    return Diagnosis("widespread", f"wrong at {int(bad.sum())} of {at.size} entries of a seeded "
-                     "sample: the error is spread over the tensor, not confined to a few entries "
-                     "(a wrong formula rather than a slip)")
+    n_bad = int(bad.sum())
+    if n_bad == at.size:
+        return Diagnosis("widespread", f"wrong at every one of {at.size} entries of a seeded "
+                         "sample: the error is spread over the tensor (a wrong formula rather "
+                         "than a slip)")
+    return Diagnosis("sampled", f"wrong at {n_bad} of {at.size} entries of a seeded sample; the "
+                     "check stopped there, and a sample cannot show whether the errors are "
+                     "confined to some rows, columns or time steps (mode='full' maps every entry)",
+                     indices=tuple(leaf.index(int(at[i])) for i in np.flatnonzero(bad)[:20]))
 
 
 def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement,
@@ -129,7 +138,7 @@ def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement
         err = 0.0 if s.ad is not None else s.err.reshape(leaf.shape) if s.err is not None else 0.0
         return diagnose(leaf.native.astype(np.float64), ref.reshape(leaf.shape),
                         bad.reshape(leaf.shape), rtol=j.tol.rtol, atol=j.tol.atol,
-                        err=err, time_axis=run.opts.time_axis)
+                        err=err, time_axis=run.problem.time_axis.axis)
     if j.probes and ref is None:
         return probe_diagnosis(j.probes, j.tol.rtol)
     return None
@@ -180,6 +189,22 @@ def _fd_error(s: _Shown, j: Judgement) -> float:
     return max((p.numeric_error or 0.0) for p in j.probes) if j.probes else math.nan
 
 
+def _error_map(leaf: Leaf, s: _Shown, status: np.ndarray, ev: Evidence, verdict: str
+               ) -> tuple[tuple[float, ...] | None, str | None]:
+    """Every entry's ``|hand − reference| / max|reference|`` (NaN where nothing was measured),
+    for a leaf that did not pass and has at most :data:`ERROR_MAP_MAX` entries."""
+    ref, which = (s.ad, "autodiff") if s.ad is not None else (s.num, "numeric")
+    if verdict == "pass" or ref is None or leaf.size > ERROR_MAP_MAX:
+        return None, None
+    measured = s.smooth & (status != "unverified") & (status != "kink")
+    if ev.parts is not None and ev.sampled and s.ad is None:
+        measured &= ev.parts.taken
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(s.hand - ref) / (scale if scale > 0 else 1.0)
+    return tuple(float(v) for v in np.where(measured, rel, np.nan)), which
+
+
 def leaf_result(run: Run, leaf: Leaf, ev: Evidence, j: Judgement, power: Power | None = None
                 ) -> LeafResult:
     """The record of one leaf."""
@@ -192,6 +217,8 @@ def leaf_result(run: Run, leaf: Leaf, ev: Evidence, j: Judgement, power: Power |
     kinks = tuple(_element(s, int(i), leaf, "kink", left, right)
                   for i in np.flatnonzero(kink)[: run.opts.worst])
     notes = (*_own_notes(run, leaf, ev, status, j), *ev.notes, *_control_note(power), *j.notes)
+    errors, against = _error_map(leaf, s, status, ev, j.verdict)
+    time_axis = run.problem.time_axis.axis
     return LeafResult(
         name=leaf.name, shape=leaf.shape, dtype=str(leaf.native.dtype), verdict=j.verdict,
         blame=j.blame, mode=ev.mode, rtol=j.tol.rtol, atol=j.tol.atol,
@@ -204,7 +231,10 @@ def leaf_result(run: Run, leaf: Leaf, ev: Evidence, j: Judgement, power: Power |
         kinks=kinks, diagnosis=_diagnosis(run, leaf, s, status, j, ev), probes=j.probes,
         notes=tuple(notes), detection_power=power.power if power else math.nan,
         control=power.control if power else None, localisation=ev.localisation,
-        n_unexercised=int(np.count_nonzero(j.unexercised)) if j.unexercised is not None else 0)
+        n_unexercised=int(np.count_nonzero(j.unexercised)) if j.unexercised is not None else 0,
+        error_map=errors, error_reference=against,
+        time_axis=time_axis if time_axis is not None and len(leaf.shape) >= 3
+        and -len(leaf.shape) <= time_axis < len(leaf.shape) else None)
 
 
 def _verdict(leaves: Sequence[LeafResult]) -> Verdict:
@@ -213,9 +243,10 @@ def _verdict(leaves: Sequence[LeafResult]) -> Verdict:
 
 
 def check_result(run_name: str, kind: str, refs: References, opts: CheckOptions,
-                 leaves: Sequence[LeafResult]) -> CheckResult:
-    """The record of a whole check, from its leaves' records and the references' notes."""
-    notes = list(refs.notes)
+                 leaves: Sequence[LeafResult], extra: Sequence[str] = ()) -> CheckResult:
+    """The record of a whole check, from its leaves' records, the references' notes and the
+    ``extra`` notes of the check itself."""
+    notes = [*refs.notes, *extra]
     n_kinks = sum(r.n_kinks for r in leaves)
     if n_kinks:
         notes.append(f"the forward is not differentiable at {n_kinks} checked entr"

@@ -263,7 +263,7 @@ def build(problem: Problem, opts: CheckOptions) -> References:
                               "make the forward JAX-traceable / pass jax_fun.")
     complex_ok = (use_numeric and opts.complex_step is not False
                   and numeric.complex_safe(obj, rng, eps=eps, tol=1e-6).safe)
-    found = regime(problem, ad, opts.time_axis, "autodiff" in available, use_numeric)
+    found = regime(problem, ad, problem.time_axis.axis, "autodiff" in available, use_numeric)
     if found.name:
         notes.append(found.note)
     return References(

@@ -111,8 +111,11 @@ class Diagnosis:
     """The shape of a bug, when one fits.
 
     ``kind`` is one of ``zero``, ``sign_flip``, ``scale``, ``transpose``, ``shift``,
-    ``clipped``, ``rows``, ``columns``, ``time_steps``, ``entries``, ``widespread``;
-    ``factor`` is the scale factor (``scale``), the clipping threshold (``clipped``) or the shift
+    ``clipped``, ``rows``, ``columns``, ``time_steps``, ``entries`` (a few),
+    ``scattered`` (many, with no pattern), ``widespread`` (all, or all of a sample),
+    ``sampled`` (some of a seeded sample: the check stopped early, the pattern is unknown),
+    ``single`` (the only entry of a one-entry tensor); ``factor`` is the scale factor
+    (``scale``; ``single``: hand / reference), the clipping threshold (``clipped``) or the shift
     (``shift``); ``axis``/``indices`` say where an error is confined.
     """
 
@@ -221,6 +224,14 @@ class LeafResult:
     #: parameter, recurrent weights at T = 1 with h0 = 0, a dead unit): only a hand value that is
     #: not zero there can be caught.
     n_unexercised: int = 0
+    #: For a leaf that did not pass, with at most ``ERROR_MAP_MAX`` entries: every entry's
+    #: ``|hand − reference| / max|reference|`` in row-major order (NaN where nothing was measured:
+    #: a kink, an unverified or unsampled entry), against ``error_reference``.
+    error_map: tuple[float, ...] | None = None
+    error_reference: str | None = None
+    #: The axis of this leaf that is time, for a sequence leaf of at least 3 axes (``None``:
+    #: not a sequence, or no time axis).
+    time_axis: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -265,6 +276,10 @@ class LeafResult:
             "control": self.control.to_dict() if self.control else None,
             "localisation": self.localisation.to_dict() if self.localisation else None,
             "notes": list(self.notes),
+            "error_map": None if self.error_map is None else {
+                "values": [None if not math.isfinite(v) else v for v in self.error_map],
+                "reference": self.error_reference},
+            "time_axis": self.time_axis,
         }
 
 
@@ -343,10 +358,38 @@ class CheckResult:
         return mismatch_text(self.to_dict())
 
     def raise_for_failure(self) -> CheckResult:
-        """Raise :class:`gradcheck.GradientMismatch` unless the check passed; return ``self``."""
+        """Raise :class:`gradcheck.GradientMismatch` unless the check passed; return ``self``.
+
+        The frame is hidden from pytest tracebacks (``__tracebackhide__``): a failing test's
+        traceback ends at the test's own line, with the mismatch message below it.
+        """
+        __tracebackhide__ = True
         if not self.passed:
             raise GradientMismatch(self.message())
         return self
+
+    def __repr__(self) -> str:
+        """One short line, ``<CheckResult 'dense': fail — W: fail (hand: sign flip), b: pass>``.
+
+        The dataclass keeps a ``__repr__`` defined in the class body (it adds its own only where
+        the class has none), so pytest's ``assert res.passed`` shows this line, not every field.
+        Up to four tensors are named, those that did not pass first; ``str()`` gives the message.
+        """
+        def part(leaf: LeafResult) -> str:
+            why = [str(leaf.blame)] if leaf.blame and leaf.verdict != "pass" else []
+            if leaf.diagnosis is not None and leaf.verdict != "pass":
+                why.append(leaf.diagnosis.kind.replace("_", " "))
+            return f"{leaf.name}: {leaf.verdict}" + (f" ({': '.join(why)})" if why else "")
+
+        shown = list(self.leaves)
+        if len(shown) > 4:
+            shown = sorted(shown, key=lambda leaf: leaf.passed)[:4]  # stable: failures first
+        parts = [part(leaf) for leaf in shown]
+        hidden = [leaf for leaf in self.leaves if not any(leaf is s for s in shown)]
+        if hidden:
+            bad = sum(not leaf.passed for leaf in hidden)
+            parts.append(f"+{len(hidden)} more" + (f" ({bad} not passing)" if bad else ""))
+        return f"<CheckResult {self.name!r}: {self.verdict} — {', '.join(parts) or 'no tensors'}>"
 
     def __str__(self) -> str:
         head = f"{self.kind} {self.name!r}: {self.verdict} ({len(self.leaves)} tensors, mode={self.mode})"

@@ -275,3 +275,87 @@ def test_loss_and_grads_with_a_grads_dict() -> None:
 def test_loss_and_grads_rejects_a_bare_loss() -> None:
     with pytest.raises(gc.InvalidArgument, match=r"should return \(loss, grads\)"):
         gc.check_grad(*gc.loss_and_grads(lambda p: np.sum(p["W"])), {"W": np.ones(2)})
+
+
+# --------------------------------------------------------------------------- the user's names
+
+
+def test_checks_are_named_after_the_users_function_and_class() -> None:
+    rng = np.random.default_rng(0)
+    layer = gc.cs231n_layer(affine_forward, affine_backward)
+    res = gc.check_layer(layer, {"w": rng.normal(size=(6, 5)), "b": rng.normal(size=5)},
+                         rng.normal(size=(4, 6)))
+    assert res.name == "affine_forward" and res.to_dict()["name"] == "affine_forward"
+
+    class Tanh:
+        def forward(self, x):
+            self.y = np.tanh(x)
+            return self.y
+
+        def backward(self, dy):
+            return dy * (1 - self.y ** 2)
+
+    assert gc.check_layer(gc.stateful_layer(Tanh(), params=[]), {}, rng.normal(size=3)).name == "Tanh"
+    assert gc.check_layer(layer, {"w": rng.normal(size=(6, 5)), "b": rng.normal(size=5)},
+                          rng.normal(size=(4, 6)), name="mine").name == "mine"
+
+
+def _tuple_char_rnn(params, inputs, targets, hprev):
+    Wxh, Whh, Why, bh, by = params
+    out = char_rnn_loss({"Wxh": Wxh, "Whh": Whh, "Why": Why, "bh": bh, "by": by}, inputs, targets, hprev)
+    loss, dWxh, dWhh, dWhy, dbh, dby, h = out
+    return loss, dWxh, dWhh, dWhy, dbh, dby, h
+
+
+def _tuple_params(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    p = _char_rnn_params(rng)
+    return tuple(p[k] for k in ("Wxh", "Whh", "Why", "bh", "by"))
+
+
+def test_tuple_parameters_are_named_from_the_return_statement() -> None:
+    rng = np.random.default_rng(7)
+    args = ([0, 1, 2, 3, 1], [1, 2, 3, 1, 0], np.zeros((5, 1)))
+    res = gc.check_grad(*gc.loss_and_grads(_tuple_char_rnn), _tuple_params(rng), *args, jax_twin=False)
+    assert res.passed, res.message()
+    assert [leaf.name for leaf in res.leaves] == ["Wxh", "Whh", "Why", "bh", "by"]
+
+
+def test_loss_and_grads_takes_names() -> None:
+    rng = np.random.default_rng(7)
+    args = ([0, 1, 2, 3, 1], [1, 2, 3, 1, 0], np.zeros((5, 1)))
+    names = ["input", "recurrent", "output", "hidden_bias", "output_bias"]
+    res = gc.check_grad(*gc.loss_and_grads(_tuple_char_rnn, names=names), _tuple_params(rng), *args,
+                        jax_twin=False)
+    assert [leaf.name for leaf in res.leaves] == names
+    with pytest.raises(gc.InvalidArgument, match=r"gives 2 names for 5 parameter leaves"):
+        gc.check_grad(*gc.loss_and_grads(_tuple_char_rnn, names=["a", "b"]), _tuple_params(rng), *args)
+    with pytest.raises(gc.InvalidArgument, match="distinct"):
+        gc.loss_and_grads(_tuple_char_rnn, names=["a", "a", "b", "c", "d"])
+
+
+def test_names_are_not_guessed_from_code_that_does_not_say() -> None:
+    def computed(params, x):
+        W, b = params
+        y = x @ W + b
+        return 0.5 * np.sum(y ** 2), x.T @ y, y.sum(0)  # expressions, not names
+
+    def differ(params, x, flag=False):
+        W, b = params
+        y = x @ W + b
+        gW, gb = x.T @ y, y.sum(0)
+        if flag:
+            return 0.5 * np.sum(y ** 2), gb, gW
+        return 0.5 * np.sum(y ** 2), gW, gb
+
+    rng = np.random.default_rng(1)
+    params, x = (rng.normal(size=(3, 2)), rng.normal(size=2)), rng.normal(size=(4, 3))
+    for fn in (computed, differ):
+        res = gc.check_grad(*gc.loss_and_grads(fn), params, x, jax_twin=False)
+        assert [leaf.name for leaf in res.leaves] == ["[0]", "[1]"], fn.__name__
+    # a dict keeps its keys even when the code names its gradients
+    def named(params, x):
+        y = x @ params["W"]
+        dW = x.T @ y
+        return 0.5 * np.sum(y ** 2), dW, y
+    res = gc.check_grad(*gc.loss_and_grads(named), {"W": params[0]}, x, jax_twin=False)
+    assert [leaf.name for leaf in res.leaves] == ["W"]

@@ -50,7 +50,7 @@ def test_sign_flip(seed: int, shape: tuple[int, ...]) -> None:
     assert found.kind == "sign_flip" and found.factor == -1.0
 
 
-@given(seed=seeds, shape=shapes, p=st.integers(-16, 16), q=st.integers(1, 16))
+@given(seed=seeds, shape=multi, p=st.integers(-16, 16), q=st.integers(1, 16))
 def test_scale_by_a_simple_fraction(seed: int, shape: tuple[int, ...], p: int, q: int) -> None:
     assume(p != 0 and abs(p) != q)
     ref = _ref(seed, shape)
@@ -64,13 +64,48 @@ def test_scale_by_a_simple_fraction(seed: int, shape: tuple[int, ...], p: int, q
         assert f"{frac.numerator}/{frac.denominator} ×" in found.summary
 
 
-@given(seed=seeds, shape=shapes, factor=st.sampled_from([1.37, -2.71828, 0.3183, 123.456]))
+@given(seed=seeds, shape=multi, factor=st.sampled_from([1.37, -2.71828, 0.3183, 123.456]))
 def test_scale_by_an_arbitrary_factor(seed: int, shape: tuple[int, ...], factor: float) -> None:
     ref = _ref(seed, shape)
     found = _judge(factor * ref, ref)
     assert found.kind == "scale"
     assert found.factor == pytest.approx(factor, rel=1e-12)
     assert f"{factor:.6g} ×" in found.summary
+
+
+@given(seed=seeds, factor=st.sampled_from([0.5, 2.0, 1.37, -2.71828, 3.0]), ndim=st.integers(0, 3))
+def test_a_one_entry_tensor_is_never_called_a_constant_factor(seed: int, factor: float, ndim: int) -> None:
+    """One number shows no pattern: a wrong one-entry tensor is ``single``, with its ratio."""
+    ref = _ref(seed, (1,) * ndim)
+    assume(abs(float(ref.ravel()[0])) > 1e-3)
+    found = _judge(factor * ref, ref)
+    assert found.kind == "single"
+    assert found.factor == pytest.approx(factor, rel=1e-12)
+    assert "constant factor" not in found.summary
+    assert f"{factor:.6g} × the reference" in found.summary and "only entry" in found.summary
+    # a zero or a flipped sign is still what it is
+    assert _judge(np.zeros_like(ref), ref).kind == "zero"
+    assert _judge(-ref, ref).kind == "sign_flip"
+
+
+@given(seed=seeds, data=st.data())
+def test_many_wrong_entries_without_a_pattern_are_scattered(seed: int, data: st.DataObject) -> None:
+    """More than a few (and more than a tenth) wrong entries, with no row, column or step pattern,
+    are ``scattered``: never "a few entries"."""
+    rng = np.random.default_rng(seed)
+    ref = rng.standard_normal((8, 6))
+    n_bad = data.draw(st.integers(6, 40))
+    # at least one wrong entry in every row and every column: nothing is confined
+    where = {(i, i % 6) for i in range(8)} | {(i % 8, j) for j, i in enumerate(range(6))}
+    extra = rng.permutation(48)[:n_bad]
+    where |= {(int(k) // 6, int(k) % 6) for k in extra}
+    hand = ref.copy()
+    for i, j in where:
+        hand[i, j] += 0.5 + abs(ref[i, j])
+    found = _judge(hand, ref, time_axis=None)
+    assert len(where) < 48
+    assert found.kind == "scattered"
+    assert found.summary.startswith(f"{len(where)} of 48 entries wrong")
 
 
 def test_scale_examples() -> None:

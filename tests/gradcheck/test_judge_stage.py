@@ -324,7 +324,7 @@ def test_localised_marks_unresolved_entries_unverified() -> None:
 
 def test_localised_blames_measured_wrong_entries_and_names_the_first_divergent_step() -> None:
     run, lf = seq_run((2, 4))
-    assert run.opts.time_axis == 0 and len(lf.shape) == 3
+    assert run.problem.time_axis.axis == 0 and len(lf.shape) == 3
     ev, tol = localised_evidence(run, lf, np.arange(lf.size))
     j = judge.localised(run, lf, ev, tol)
     wrong = [int(np.ravel_multi_index((t, 1, 2), lf.shape)) for t in (2, 4)]

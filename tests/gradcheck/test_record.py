@@ -301,3 +301,62 @@ def test_a_failing_check_result_is_json_serialisable() -> None:
     assert d["leaves"][0]["n_probes"] == run.opts.probes
     assert d["leaves"][0]["detection_power"] == "nan"
     assert d["references"] == ["numeric"]
+
+
+# --------------------------------------------------------------------------- the error map
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16),
+       entries=st.sets(st.tuples(st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=4),
+       refs=REFS)
+def test_a_failing_leaf_carries_its_whole_error_map(seed: int, entries: set[tuple[int, int]],
+                                                    refs: tuple[str, ...]) -> None:
+    params, x, v = tanh_case(seed)
+    run = make_run(F.tanh_layer, planted(sorted(entries), 1e-3), params, x, v, references=refs, mode="full")
+    r, lf, _, _, _ = recorded(run)
+    assert r.verdict == "fail" and r.error_map is not None and len(r.error_map) == 12
+    assert r.error_reference == ("autodiff" if "autodiff" in refs else "numeric")
+    truth = F.tanh_layer_grad(params, x, v)["W"]
+    hand = lf.hand.reshape(truth.shape)
+    expect = np.abs(hand - truth) / np.max(np.abs(truth))
+    np.testing.assert_allclose(np.reshape(r.error_map, truth.shape), expect, rtol=1e-5, atol=1e-9)
+    worst = {int(np.ravel_multi_index(e, truth.shape)) for e in entries}
+    assert set(np.argsort(r.error_map)[-len(entries):].tolist()) == worst
+    doc = r.to_dict()
+    assert doc["error_map"]["reference"] == r.error_reference and len(doc["error_map"]["values"]) == 12
+    assert doc["time_axis"] is None  # a 2-D weight is not a sequence
+    json.dumps(doc, allow_nan=False)
+
+
+def test_a_passing_or_large_leaf_has_no_error_map() -> None:
+    params, x, v = tanh_case(0)
+    run = make_run(F.tanh_layer, F.tanh_layer_grad, params, x, v, mode="full")
+    assert recorded(run)[0].error_map is None and recorded(run)[0].to_dict()["error_map"] is None
+    rng = np.random.default_rng(0)
+    big = {"W": rng.normal(size=(70, 60))}  # 4,200 entries > ERROR_MAP_MAX
+    assert big["W"].size > record.ERROR_MAP_MAX
+    run = make_run(F.tanh_layer, planted([(0, 0)], 0.5), big, rng.normal(size=(3, 70)),
+                   rng.normal(size=(3, 60)))
+    r = recorded(run)[0]
+    assert r.verdict == "fail" and r.error_map is None
+
+
+def test_unmeasured_entries_are_null_in_the_error_map() -> None:
+    """Entries a sample did not measure have no error to show: NaN, written as null."""
+    rng = np.random.default_rng(2)
+    params = {"W": rng.normal(size=(9, 8))}
+
+    def loss(p: dict[str, Any]) -> float:
+        return float(np.sum(np.sin(p["W"])))  # float(): numeric only
+
+    import gradcheck as gc
+
+    res = gc.check_grad(loss, lambda p: {"W": 0.5 * np.cos(p["W"]) + np.sin(3 * p["W"])}, params,
+                        jax_twin=False)
+    leaf = res.leaf("W")
+    assert leaf.verdict == "fail" and leaf.error_map is not None
+    values = leaf.to_dict()["error_map"]["values"]
+    measured = [v for v in values if v is not None]
+    assert 0 < len(measured) < 72  # the check stopped at its sample
+    assert all(math.isnan(v) for v, d in zip(leaf.error_map, values, strict=True) if d is None)

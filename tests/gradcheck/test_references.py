@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import gradcheck as gc
-from gradcheck import numeric, problem, references
+from gradcheck import numeric, problem, references, timeaxis
 from gradcheck.options import validate
 from gradcheck.references import EXPLODING_GROWTH, MAX_ERR_SCALE, References, Regime
 
@@ -334,6 +334,8 @@ def test_build_settles_the_regime_and_notes_it() -> None:
     refs = references.build(prob, validate({"references": "numeric"}))
     assert refs.exploding and refs.regime.name == "exploding"
     assert refs.regime.note in refs.notes
-    calm = references.build(prob, validate({"references": "numeric", "time_axis": None}))
+    # the time axis is the problem's (resolved from time_axis= when the problem is built)
+    no_time = dataclasses.replace(prob, time_axis=timeaxis.resolve(None, [], [], []))
+    calm = references.build(no_time, validate({"references": "numeric", "time_axis": None}))
     assert not calm.exploding and calm.regime.growth == 1.0
     assert not any(n.startswith("exploding regime") for n in calm.notes)
