@@ -28,7 +28,7 @@ from gradcheck.options import CheckOptions, Mode, validate
 from gradcheck.references import EXPLODING_GROWTH
 from gradcheck.result import CheckResult, LeafResult
 
-__all__ = ["EXPLODING_GROWTH", "FULL_NUMERIC_MAX", "CheckOptions", "Mode", "check_grad", "check_layer"]
+__all__ = ["EXPLODING_GROWTH", "FULL_NUMERIC_MAX", "CheckOptions", "Mode", "check_grad", "check_layer", "run"]
 
 
 def check_grad(
@@ -61,7 +61,7 @@ def check_grad(
         'pass'
     """
     opts = validate(options)
-    return _run(problem.grad_problem(fun, grad, params, args, opts), opts)
+    return run(problem.grad_problem(fun, grad, params, args, opts), opts)
 
 
 def check_layer(layer: Any, params: Any, x: Any, **options: Any) -> CheckResult:
@@ -91,11 +91,13 @@ def check_layer(layer: Any, params: Any, x: Any, **options: Any) -> CheckResult:
         True
     """
     opts = validate(options)
-    return _run(problem.layer_problem(layer, params, x, opts), opts)
+    return run(problem.layer_problem(layer, params, x, opts), opts)
 
 
-def _run(prob: problem.Problem, opts: CheckOptions) -> CheckResult:
-    """The references of ``prob``, then every checked leaf through the per-leaf stages."""
+def run(prob: problem.Problem, opts: CheckOptions) -> CheckResult:
+    """The references of ``prob``, then every checked leaf through the per-leaf stages (the
+    checks of :mod:`gradcheck.jvp`, :mod:`gradcheck.hvp` and :mod:`gradcheck.batched` build
+    their problems on :func:`gradcheck.problem.grad_problem` and run them here)."""
     run = Run(prob, references.build(prob, opts), opts)
     total = prob.total
     _announce(run, total)
@@ -115,7 +117,9 @@ def _run(prob: problem.Problem, opts: CheckOptions) -> CheckResult:
 
     results = ladder.climb(prob, run.refs.precision, [r for r, _ in checked.values()], recheck)
     results = ladder.confirm(prob, results, rejudge)
-    return record.check_result(prob.name, prob.kind, run.refs, opts, results)
+    guessed = [r.shape for r in results if r.verdict != "pass" and len(r.shape) >= 3]
+    notes = (prob.time_axis.note(guessed[0]),) if prob.time_axis.guessed and guessed else ()
+    return record.check_result(prob.name, prob.kind, run.refs, opts, results, notes)
 
 
 def _announce(run: Run, total: int) -> None:

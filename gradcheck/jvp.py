@@ -1,0 +1,180 @@
+"""Forward mode: ``check_jvp`` checks a hand-derived Jacobian-vector product.
+
+``fun(params, *args)`` returns an array (or a pytree of arrays) ``y``; ``jvp(params, tangents,
+*args)`` returns the output tangent ``J·v`` for parameter tangents ``v`` shaped like ``params``.
+
+The check runs on the gradient engine, with its three sources, error estimates, localisation,
+diagnosis and detection power.  A seeded output cotangent ``ȳ`` (exactly representable in
+``y``'s dtype) turns ``fun`` into the scalar ``L(θ) = ⟨ȳ, fun(θ)⟩``, whose gradient is ``Jᵀȳ``.
+The hand side of that gradient is built column by column from the hand JVP,
+
+    (Jᵀȳ)_i = ⟨ȳ, jvp(θ, e_i)⟩        one jvp call per parameter entry,
+
+so an entry whose Jacobian column is wrong is named like a wrong gradient entry, with its
+shape diagnosed (a transposed weight, a missing term, a sign).  The references are finite
+differences of ``L`` (directional derivatives of ``fun`` along the seeded tangents and the
+entries: complex step where the forward is complex-safe) and JAX: the derivative of ``L`` on
+JAX arrays, or of its automatic twin, which equals ``⟨ȳ, jax.jvp(fun, e_i)⟩`` column by column.
+A random ``ȳ`` sees any wrong column with probability one; the seeded tangents of screening
+check ``⟨ȳ, J v⟩`` along whole directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from gradcheck import _hygiene as hy
+from gradcheck import check, problem
+from gradcheck._tree import flatten, path_name
+from gradcheck.errors import GradientStructureError, InvalidArgument, NonFiniteError
+from gradcheck.measure import probe_seed
+from gradcheck.options import validate
+from gradcheck.result import CheckResult
+
+__all__ = ["JVP_COLUMNS_MAX", "check_jvp", "outputs"]
+
+#: The most parameter entries a JVP check builds column by column (one jvp call each).
+JVP_COLUMNS_MAX = 65536
+#: The seed salt of the output cotangent ȳ.
+SALT_COTANGENT = 0x7A
+
+
+def outputs(y: Any, what: str) -> list[np.ndarray]:
+    """The float arrays of an output pytree (validated: real, float, finite)."""
+    leaves, _ = flatten(y)
+    if not leaves:
+        raise InvalidArgument(f"{what} returned no arrays: expected an array or a pytree of them.")
+    out = []
+    for leaf in leaves:
+        arr = np.asarray(leaf.value)
+        name = f"output {path_name(leaf.path)}" if leaf.path else "output"
+        if arr.dtype.kind == "c":
+            raise InvalidArgument(f"{what} returned a complex {name} (dtype {arr.dtype}): return "
+                                  "a real array (y.real or abs(y)), whichever your JVP differentiates.")
+        if arr.dtype.kind != "f":
+            raise InvalidArgument(f"{what} returned dtype {arr.dtype}; expected float arrays.")
+        bad = hy.first_nonfinite(arr)
+        if bad is not None:
+            raise NonFiniteError(f"{what} returned {bad[1]} at {list(bad[0])} of its output: "
+                                 "check the point.")
+        out.append(arr)
+    return out
+
+
+def _contract(y: Any, cot: Sequence[np.ndarray]) -> Any:
+    """``⟨ȳ, y⟩`` over the output pytree, in ``y``'s namespace (numpy, or JAX under tracing)."""
+    leaves, _ = flatten(y)
+    if len(leaves) != len(cot):
+        raise GradientStructureError(f"the output has {len(leaves)} arrays here and {len(cot)} at "
+                                     "the given point: fun must return the same structure.")
+    total: Any = 0.0
+    for leaf, c in zip(leaves, cot, strict=True):
+        total = total + problem.contract(leaf.value, c)
+    return total
+
+
+def _loss(fun: Callable[..., Any], cot: Sequence[np.ndarray]) -> Callable[..., Any]:
+    def loss(params: Any, *args: Any) -> Any:
+        return _contract(fun(params, *args), cot)
+
+    loss.__name__ = getattr(fun, "__name__", "fun")
+    loss.__gradcheck_twin__ = lambda translate: _loss(translate(fun), cot)  # type: ignore[attr-defined]
+    loss.__gradcheck_source__ = fun  # type: ignore[attr-defined]
+    return loss
+
+
+def _columns(jvp: Callable[..., Any], cot: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]],
+             what: str) -> Callable[..., Any]:
+    """The hand ``Jᵀȳ``, one jvp call per parameter entry: ``(Jᵀȳ)_i = ⟨ȳ, jvp(θ, e_i)⟩``."""
+    def grad(params: Any, *args: Any) -> Any:
+        leaves, treedef = flatten(params)
+        values = [np.asarray(leaf.value) for leaf in leaves]
+        out = []
+        for k, value in enumerate(values):
+            col = np.zeros(value.size)
+            for i in range(value.size):
+                tangent = [np.zeros_like(v) for v in values]
+                tangent[k].reshape(-1)[i] = 1
+                got = hy.call_user(jvp, what, params, treedef.unflatten(tangent), *args,
+                                   where="computing the hand JVP")
+                col[i] = float(np.asarray(_checked_tangent(got, cot, shapes, what)))
+            out.append(col.reshape(value.shape))
+        return treedef.unflatten(out)
+
+    grad.__name__ = getattr(jvp, "__name__", "jvp")
+    return grad
+
+
+def _checked_tangent(got: Any, cot: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]],
+                     what: str) -> Any:
+    leaves, _ = flatten(got)
+    if len(leaves) != len(cot):
+        raise GradientStructureError(f"{what} returned {len(leaves)} arrays for an output of "
+                                     f"{len(cot)}: return the output tangent, shaped like fun's output.")
+    for n, (leaf, shape) in enumerate(zip(leaves, shapes, strict=True)):
+        got_shape = np.shape(leaf.value)
+        if got_shape != shape:
+            where = f" (output array {n})" if len(shapes) > 1 else ""
+            raise GradientStructureError(f"{what} returned a tangent of shape {got_shape}{where}; "
+                                         f"fun's output has shape {shape}: return J·v shaped like "
+                                         "the output.")
+    return _contract(got, cot)
+
+
+def check_jvp(fun: Callable[..., Any], jvp: Callable[..., Any], params: Any, *args: Any,
+              **options: Any) -> CheckResult:
+    """Check a hand-derived Jacobian-vector product against finite differences and JAX.
+
+    Args:
+        fun: ``fun(params, *args) -> y``, an array or a pytree of arrays.
+        jvp: ``jvp(params, tangents, *args) -> J·v`` for ``tangents`` shaped like ``params``,
+            shaped like ``y``.
+        params: a dict/list/tuple pytree of float arrays; every leaf's Jacobian columns are checked.
+        *args: passed through to ``fun`` and ``jvp`` unchanged.
+        **options: see :class:`~gradcheck.CheckOptions`; ``jax_fun`` is a JAX twin of ``fun``.
+
+    Returns:
+        A :class:`~gradcheck.CheckResult` of kind ``check_jvp``: a leaf fails where its entries'
+        Jacobian columns are wrong (contracted with a seeded output cotangent ȳ; see the module
+        docstring).
+
+    Examples:
+        >>> import numpy as np, gradcheck as gc
+        >>> def f(p, x): return np.tanh(x @ p["W"])
+        >>> def f_jvp(p, t, x):
+        ...     y = np.tanh(x @ p["W"])
+        ...     return (1 - y ** 2) * (x @ t["W"])
+        >>> rng = np.random.default_rng(0)
+        >>> gc.check_jvp(f, f_jvp, {"W": rng.normal(size=(3, 2))}, rng.normal(size=(4, 3))).passed
+        True
+    """
+    opts = validate(options)
+    label = str(opts.name or getattr(fun, "__name__", "fun"))
+    pristine = hy.copy_tree({"params": params, "args": list(args)})
+    y0 = hy.call_user(fun, f"{label}(params, *args)", pristine["params"], *pristine["args"],
+                      where="at the given point")
+    ys = outputs(y0, f"{label}(params, *args)")
+    rng = np.random.default_rng(probe_seed(opts.seed, 0, SALT_COTANGENT))
+    # ȳ exactly representable in y's dtype: the hand side and the references see the same ȳ.
+    cot = [rng.standard_normal(y.shape).astype(y.dtype).astype(np.float64) for y in ys]
+    n = sum(np.size(leaf.value) for leaf in flatten(params)[0])
+    if n > JVP_COLUMNS_MAX:
+        raise InvalidArgument(f"check_jvp builds the hand Jacobian column by column: {n} parameter "
+                              f"entries is more than {JVP_COLUMNS_MAX} jvp calls; check a smaller "
+                              "problem, or the gradient of ⟨ȳ, fun⟩ with check_grad.")
+    loss = _loss(fun, cot)
+    grad = _columns(jvp, cot, [y.shape for y in ys], f"{getattr(jvp, '__name__', 'jvp')}"
+                    "(params, tangents, *args)")
+    run_opts = replace(opts, name=label,
+                       jax_fun=_loss(opts.jax_fun, cot) if opts.jax_fun is not None else None)
+    prob = problem.grad_problem(loss, grad, params, args, run_opts)
+    shown = ", ".join(str(y.shape) for y in ys)
+    note = (f"forward mode: the hand JVP's Jacobian columns, one jvp call per parameter entry ({n} "
+            f"in all), contracted with a seeded output cotangent ȳ (output {shown}), against the "
+            "finite differences and JAX derivative of ⟨ȳ, fun⟩")
+    prob = replace(prob, kind="check_jvp", notes=(note, *prob.notes))
+    return check.run(prob, run_opts)
