@@ -7,7 +7,7 @@ Use the fixture in a test; a mismatch fails the test with a readable
     def test_dense(gradcheck):
         gradcheck.check_layer(Dense(), params, x)          # also check_grad, gradient_flow
 
-Options (command line > ini key > default), then the marker, then the call's own keywords:
+Options a project sets once, in its ini file or on the command line:
 
 =============================  ==================  =========================================
 command line                   ini key             meaning
@@ -18,20 +18,34 @@ command line                   ini key             meaning
                                                    ``reports/gradcheck.html``)
 ``--gradcheck-mode=MODE``      ``gradcheck_mode``  ``auto``, ``full`` or ``directional``
 ``--gradcheck-seed=N``         ``gradcheck_seed``  the seed of every check
+``--gradcheck-rtol=RTOL``      ``gradcheck_rtol``  the relative tolerance of every check, for
+                                                   every dtype (a positive float, e.g. 1e-6)
+``--gradcheck-atol=ATOL``      ``gradcheck_atol``  the absolute tolerance of every check, for
+                                                   every dtype (a positive float, e.g. 1e-12)
 ``--gradcheck-jax-twin=WORD``  ``gradcheck_jax_    ``auto`` (default) or ``off``: build the
                                twin``              automatic JAX twin of numpy forwards
 =============================  ==================  =========================================
 
+A check's options come from, highest first: the call's own keywords
+(``gradcheck.check_grad(..., rtol=1e-4)``), the closest ``@pytest.mark.gradcheck(rtol=...)``
+marker (function, then class, then module), the command line, the ini key, gradcheck's default
+(for ``rtol``/``atol``: the dtype table and the measured noise floor of
+:mod:`gradcheck.tolerance`).  Each level replaces the whole value of the one below: a marker's
+``rtol={"float32": 1e-3}`` table replaces ``--gradcheck-rtol`` for every dtype, and dtypes it
+leaves out fall back to the default table, not to the command line.  ``gradient_flow`` takes only
+``seed`` and a number ``rtol`` from these levels.
+
 No file is written unless asked for.  A PATH that is a folder (or ends in ``/``) gets the
 default file name; relative paths are taken from the invocation folder (command line) or the
 ini file's folder (ini).  Give a PATH with ``=``: in ``pytest --gradcheck-json tests/`` the
-optional argument swallows ``tests/`` (as with pytest-cov's ``--cov``).  Bad or contradictory values
-(an unknown mode, a negative seed, the same file for both reports, a ``.json`` HTML report) stop
-the run with a ``pytest.UsageError`` that explains it, and so does a PATH that names anything but
-a new file or a gradcheck report of that kind: a Python file (``pytest --gradcheck-html
-tests/test_rnn.py`` would have taken the test file as the PATH), a node id, a file pytest
-collects, or an existing file that is not a gradcheck JSON report (a ``"schema"`` starting with
-``"gradcheck."``) or HTML report (its ``<meta name="generator" content="gradcheck …">`` tag).
+optional argument swallows ``tests/`` (as with pytest-cov's ``--cov``).  Bad or contradictory
+values (an unknown mode, a negative seed, a tolerance that is not a positive float, the same file
+for both reports, a ``.json`` HTML report) stop the run with a ``pytest.UsageError`` that
+explains it, and so does a PATH that names anything but a new file or a gradcheck report of
+that kind: a Python file (``pytest --gradcheck-html tests/test_rnn.py`` would have taken the
+test file as the PATH), a node id, a file pytest collects, or an existing file that is not a
+gradcheck JSON report (a ``"schema"`` starting with ``"gradcheck."``) or HTML report (its
+``<meta name="generator" content="gradcheck …">`` tag).
 
 Reports are written at the end of the run, each on its own and atomically (a temporary file,
 then a rename), so an older report stays whole until the new one replaces it.  Each carries the
@@ -117,16 +131,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gradcheck-jax-twin", dest="gradcheck_jax_twin", metavar="auto|off",
                     default=None, help="whether checks build the automatic JAX twin of plain numpy "
                     "forwards (default auto; a marker or call overrides it)")
+    group.addoption("--gradcheck-rtol", dest="gradcheck_rtol", metavar="RTOL", default=None,
+                    help="default relative tolerance of every check, a positive float such as "
+                    "1e-6 (a marker or call overrides it)")
+    group.addoption("--gradcheck-atol", dest="gradcheck_atol", metavar="ATOL", default=None,
+                    help="default absolute tolerance of every check, a positive float such as "
+                    "1e-12 (a marker or call overrides it)")
     parser.addini("gradcheck_seed", "gradcheck: default seed of every check", default="")
     parser.addini("gradcheck_jax_twin", "gradcheck: auto or off, the automatic JAX twin of numpy "
                   "forwards", default="")
+    parser.addini("gradcheck_rtol", "gradcheck: default relative tolerance of every check "
+                  "(a positive float)", default="")
+    parser.addini("gradcheck_atol", "gradcheck: default absolute tolerance of every check "
+                  "(a positive float)", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "gradcheck(mode=None, references=None, rtol=None, atol=None, seed=None): options of the "
-        "gradcheck fixture's checks in this test (a call's own keywords override them)",
+        "gradcheck(mode=None, references=None, rtol=None, atol=None, seed=None, jax_twin=None): "
+        "options of the gradcheck fixture's checks in this test (a call's own keywords override "
+        "them; they override --gradcheck-* options and gradcheck_* ini keys)",
     )
     state = GradcheckSession(resolve_settings(config))
     config.stash[SESSION_KEY] = state

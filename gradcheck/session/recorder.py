@@ -23,10 +23,13 @@ class Recorder:
     """The ``gradcheck`` fixture: the checks of :mod:`gradcheck`, recorded and strict.
 
     Each call merges its options over the test's ``@pytest.mark.gradcheck`` options and the
-    run-wide ``--gradcheck-mode`` / ``--gradcheck-seed`` (call > marker > command line > ini),
-    records the outcome, and raises :class:`gradcheck.GradientMismatch` on a verdict other than
-    ``"pass"``.  The fixture is session-scoped (it finds the running test through the session),
-    so hypothesis ``@given`` tests use it without a ``function_scoped_fixture`` health check.
+    run-wide ``--gradcheck-*`` / ``gradcheck_*`` settings (mode, seed, rtol, atol, jax_twin;
+    call > marker > command line > ini), records the outcome, and raises
+    :class:`gradcheck.GradientMismatch` on a verdict other than ``"pass"``.  The check methods
+    hide their frames from pytest tracebacks (``__tracebackhide__``), so a mismatch's traceback
+    ends at the test's own line.  The fixture is session-scoped (it finds the running test
+    through the session), so hypothesis ``@given`` tests use it without a
+    ``function_scoped_fixture`` health check.
     """
 
     def __init__(self, session: GradcheckSession) -> None:
@@ -66,6 +69,7 @@ class Recorder:
     def check_grad(self, fun: Callable[..., Any], grad: Callable[..., Any], params: Any, *args: Any,
                    **options: Any) -> CheckResult:
         """:func:`gradcheck.check_grad`, recorded; raises ``GradientMismatch`` unless it passes."""
+        __tracebackhide__ = True  # a failing test's traceback ends at the test's line
         from gradcheck.check import check_grad
 
         opts = self.options(**options)
@@ -77,6 +81,7 @@ class Recorder:
 
     def check_layer(self, layer: Any, params: Any, x: Any, **options: Any) -> CheckResult:
         """:func:`gradcheck.check_layer`, recorded; raises ``GradientMismatch`` unless it passes."""
+        __tracebackhide__ = True  # a failing test's traceback ends at the test's line
         from gradcheck.check import check_layer
 
         opts = self.options(**options)
@@ -92,6 +97,7 @@ class Recorder:
         other check options mean nothing to a flow).  Raises ``GradientMismatch`` when the hand
         BPTT deltas disagree with autodiff.
         """
+        __tracebackhide__ = True  # a failing test's traceback ends at the test's line
         from gradcheck.dynamics import gradient_flow
 
         opts = {**_flow_options(self.options()), **options}

@@ -12,6 +12,7 @@ Nothing here imports JAX, hypothesis or a template engine.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from gradcheck.options import MODES
 __all__ = ["DEFAULT_DIR", "Settings", "resolve_settings"]
 
 #: The settings, each both an option ``--gradcheck-KEY`` and an ini key ``gradcheck_KEY``.
-_KEYS = ("json", "html", "mode", "seed", "jax_twin")
+_KEYS = ("json", "html", "mode", "seed", "jax_twin", "rtol", "atol")
 #: Where reports go when ``--gradcheck-json`` / ``--gradcheck-html`` are given without a path.
 DEFAULT_DIR = "reports"
 #: The suffixes that give away a swapped report path (a JSON report named ``.html``, say).
@@ -41,6 +42,9 @@ class Settings:
     seed: int | None = None
     #: ``"auto"`` or ``False``: whether checks build the automatic JAX twin of numpy code.
     jax_twin: str | bool | None = None
+    #: The relative / absolute tolerance of every check, for every dtype (a positive float).
+    rtol: float | None = None
+    atol: float | None = None
 
     def defaults(self) -> dict[str, Any]:
         """The check options these settings impose (below marker and call options)."""
@@ -51,6 +55,10 @@ class Settings:
             out["seed"] = self.seed
         if self.jax_twin is not None:
             out["jax_twin"] = self.jax_twin
+        if self.rtol is not None:
+            out["rtol"] = self.rtol
+        if self.atol is not None:
+            out["atol"] = self.atol
         return out
 
 
@@ -167,6 +175,25 @@ def _jax_twin(value: str, source: str) -> str | bool:
     return _TWIN_WORDS[word]
 
 
+#: What each tolerance setting means, for its usage error.
+_TOLERANCE_MEANING = {"rtol": "the relative tolerance of every check, e.g. 1e-6",
+                      "atol": "the absolute tolerance of every check, e.g. 1e-12"}
+
+
+def _tolerance(key: str, value: str, source: str) -> float:
+    """A positive finite float (``rtol``/``atol`` for every dtype), or a usage error naming it."""
+    try:
+        tol = float(value)
+    except ValueError:
+        tol = math.nan
+    if not (math.isfinite(tol) and tol > 0):
+        raise pytest.UsageError(
+            f"{source}={value!r}: expected a positive float ({_TOLERANCE_MEANING[key]}); a "
+            f"per-dtype table goes in @pytest.mark.gradcheck({key}={{'float32': ...}}) instead."
+        )
+    return tol
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
     """Read and validate the options (command line wins over ini); bad values are usage errors."""
     found = _found(config)
@@ -174,5 +201,6 @@ def resolve_settings(config: pytest.Config) -> Settings:
     mode = _mode(*found["mode"][:2]) if "mode" in found else None
     seed = _seed(*found["seed"][:2]) if "seed" in found else None
     twin = _jax_twin(*found["jax_twin"][:2]) if "jax_twin" in found else None
+    tols = {key: _tolerance(key, *found[key][:2]) for key in ("rtol", "atol") if key in found}
     return Settings(json=paths.get("json"), html=paths.get("html"), mode=mode, seed=seed,
-                    jax_twin=twin)
+                    jax_twin=twin, rtol=tols.get("rtol"), atol=tols.get("atol"))

@@ -48,6 +48,11 @@ USER_MODULE = textwrap.dedent('''
 ''')
 
 
+#: One progress line of ``gradcheck audit``: ``[ 3/12] fail   name (0.12s): what failed``.
+CASE_LINE = re.compile(r"^\[ *(?P<done>\d+)/(?P<total>\d+)\] (?P<verdict>\w+) +(?P<name>.+) "
+                       r"\((?P<seconds>\d+\.\d\d)s\)(?:: (?P<why>.*))?$")
+
+
 @pytest.fixture
 def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "mylayers.py").write_text(USER_MODULE)
@@ -98,7 +103,7 @@ def test_missing_module_is_explained(tmp_path: Path) -> None:
 
 
 def test_console_script_audits_the_zoo_and_writes_the_report(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "gradcheck.cli", "audit", "-o", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "gradcheck", "audit", "-o", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads((tmp_path / "gradcheck.json").read_text())
@@ -113,6 +118,10 @@ def test_console_script_audits_the_zoo_and_writes_the_report(tmp_path: Path) -> 
     page = (tmp_path / "gradcheck.html").read_text()
     assert 'id="study-table"' in page and 'id="study-slope"' in page and 'id="study-truncation"' in page
     assert "gradient-flow study (T=24" in done.stdout
+    # one line per case as it finished, in the declared order (one process), then the study's
+    lines = [m for m in map(CASE_LINE.match, done.stdout.splitlines()) if m]
+    assert [(m["verdict"], m["name"]) for m in lines] == [("pass", r["name"]) for r in doc["results"]]
+    assert re.search(r"^gradient-flow study: finished in \d+\.\ds \(17 models\)$", done.stdout, re.M)
 
 
 def _passing_row(case: Mapping[str, Any]) -> dict[str, Any]:

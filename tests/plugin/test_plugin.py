@@ -294,6 +294,63 @@ def test_precedence_call_marker_cli_ini_default(
     }
 
 
+TOLERANCES = COMMON + '''
+pytestmark = pytest.mark.gradcheck(references=("numeric",))
+
+def test_plain(gradcheck):
+    gradcheck.check_grad(f, g, *case())
+
+@pytest.mark.gradcheck(rtol=1e-3, atol=1e-8)
+def test_marker(gradcheck):
+    gradcheck.check_grad(f, g, *case())
+
+@pytest.mark.gradcheck(rtol=1e-3, atol=1e-8)
+def test_call(gradcheck):
+    gradcheck.check_grad(f, g, *case(), rtol=1e-2, atol=1e-7)
+
+@pytest.mark.gradcheck(rtol={"float32": 1e-2})
+def test_dtype_table(gradcheck):
+    gradcheck.check_grad(f, g, *case())
+'''
+
+
+@pytest.mark.parametrize(
+    ("ini", "args", "plain"),
+    [
+        (None, (), None),
+        ("gradcheck_rtol = 1e-4\ngradcheck_atol = 1e-9", (), (1e-4, 1e-9)),
+        ("gradcheck_rtol = 1e-4\ngradcheck_atol = 1e-9", ("--gradcheck-rtol=1e-5", "--gradcheck-atol=1e-10"),
+         (1e-5, 1e-10)),
+        (None, ("--gradcheck-rtol", "2e-6"), (2e-6, None)),
+    ],
+    ids=["default", "ini", "cli-over-ini", "cli-rtol-only"],
+)
+def test_tolerances_call_over_marker_over_cli_over_ini(
+    pytester: pytest.Pytester, ini: str | None, args: tuple[str, ...], plain: tuple[float, float | None] | None
+) -> None:
+    pytester.makepyfile(test_tols=TOLERANCES)
+    if ini is not None:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    result = pytester.runpytest_subprocess("--gradcheck-json=out.json", *args)
+    result.assert_outcomes(passed=4)
+    rows = _by_test(_rows(pytester.path / "out.json"))
+    # the tolerance each leaf was judged with, as the session JSON records it
+    got = {k: (r["leaves"][0]["tolerance"]["rtol"], r["leaves"][0]["tolerance"]["atol"])
+           for k, r in rows.items()}
+    assert got["test_marker"] == (1e-3, 1e-8)
+    assert got["test_call"] == (1e-2, 1e-7)
+    # a marker's dtype table replaces the run-wide rtol: float64 falls back to gradcheck's table
+    assert got["test_dtype_table"][0] == 5e-7
+    if plain is None:  # gradcheck's own: float64's table rtol, an atol from the gradient's scale
+        assert got["test_plain"][0] == 5e-7 and got["test_plain"][1] not in (1e-9, 1e-10)
+    else:
+        assert got["test_plain"][0] == plain[0]
+        if plain[1] is not None:
+            assert got["test_plain"][1] == plain[1]
+        assert rows["test_plain"]["options"]["rtol"] == plain[0]
+    assert rows["test_call"]["options"]["rtol"] == 1e-2
+
+
 NUMPY_ONLY = '''
 import numpy as np
 import pytest
@@ -357,12 +414,18 @@ def test_ini_report_paths_are_relative_to_the_ini_file(pytester: pytest.Pytester
         (("--gradcheck-seed=-1",), "", "*--gradcheck-seed='-1': expected a non-negative integer seed."),
         (("--gradcheck-jax-twin=maybe",), "", "*--gradcheck-jax-twin='maybe': expected auto or off*"),
         (("--gradcheck-seed=abc",), "", "*--gradcheck-seed='abc': expected a non-negative integer seed."),
+        (("--gradcheck-rtol=0",), "", "*--gradcheck-rtol='0': expected a positive float (the relative "
+         "tolerance of every check, e.g. 1e-6)*"),
+        (("--gradcheck-atol=small",), "", "*--gradcheck-atol='small': expected a positive float (the "
+         "absolute tolerance of every check, e.g. 1e-12)*"),
+        ((), "gradcheck_rtol = -1e-3", "*gradcheck_rtol (ini option in tox.ini)='-1e-3': expected a positive float*"),
+        ((), "gradcheck_atol = nan", "*gradcheck_atol (ini option in tox.ini)='nan': expected a positive float*"),
         (("--gradcheck-json=r/x", "--gradcheck-html=r/x"), "",
          "*--gradcheck-json and --gradcheck-html both write to *x: give the JSON and the HTML report different paths."),
         (("--gradcheck-html=r.json",), "", "*--gradcheck-html='r.json' names a .json file for the HTML report*swapped?"),
     ],
-    ids=["mode", "mode-typo", "ini-mode", "negative-seed", "jax-twin", "seed-not-int", "same-path",
-         "swapped"],
+    ids=["mode", "mode-typo", "ini-mode", "negative-seed", "jax-twin", "seed-not-int", "zero-rtol",
+         "atol-word", "ini-negative-rtol", "ini-nan-atol", "same-path", "swapped"],
 )
 def test_bad_options_are_usage_errors(
     pytester: pytest.Pytester, args: tuple[str, ...], ini: str, message: str

@@ -50,6 +50,15 @@ def test_call_beats_marker_beats_run_settings() -> None:
     assert recorder.options() == {"mode": "full", "seed": 1}  # between tests: the settings only
 
 
+def test_run_wide_tolerances_are_below_the_marker_and_the_call(case: Any) -> None:
+    recorder, _ = _recorder(Settings(rtol=1e-4, atol=1e-9), rtol=1e-3, **NUMERIC)
+    assert recorder.options() == {"rtol": 1e-3, "atol": 1e-9, **NUMERIC}
+    leaf = recorder.check_grad(f, g, *case).leaf("W")
+    assert (leaf.rtol, leaf.atol) == (1e-3, 1e-9)  # what the leaf was judged with
+    leaf = recorder.check_grad(f, g, *case, atol=1e-7).leaf("W")
+    assert (leaf.rtol, leaf.atol) == (1e-3, 1e-7)
+
+
 def test_a_passing_check_is_recorded_and_returned(case: Any) -> None:
     recorder, session = _recorder(**NUMERIC)
     res = recorder.check_grad(f, g, *case, name="tanh")

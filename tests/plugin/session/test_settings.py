@@ -32,6 +32,28 @@ def test_command_line_wins_over_ini_and_imposes_mode_and_seed(pytester: pytest.P
     assert _settings(pytester).defaults() == {"mode": "directional", "seed": 3}  # the ini alone
 
 
+def test_tolerances_are_floats_the_command_line_wins_and_they_become_defaults(
+    pytester: pytest.Pytester,
+) -> None:
+    ini = "gradcheck_rtol = 1e-4\ngradcheck_atol = 2.5e-9"
+    both = _settings(pytester, "--gradcheck-rtol=1e-5", ini=ini)
+    assert (both.rtol, both.atol) == (1e-5, 2.5e-9)  # rtol from the command line, atol from the ini
+    assert both.defaults() == {"rtol": 1e-5, "atol": 2.5e-9}
+    assert _settings(pytester).defaults() == {"rtol": 1e-4, "atol": 2.5e-9}  # the ini alone
+
+
+@pytest.mark.parametrize("value", ["0", "-1e-3", "inf", "nan", "tight", ""])
+def test_a_tolerance_that_is_not_a_positive_float_is_a_usage_error(
+    pytester: pytest.Pytester, value: str
+) -> None:
+    with pytest.raises(pytest.UsageError) as info:
+        _settings(pytester, f"--gradcheck-atol={value}")
+    assert str(info.value) == (
+        f"--gradcheck-atol={value!r}: expected a positive float (the absolute tolerance of every "
+        "check, e.g. 1e-12); a per-dtype table goes in @pytest.mark.gradcheck(atol={'float32': ...}) "
+        "instead.")
+
+
 def test_report_paths_default_folder_and_relative_bases(pytester: pytest.Pytester) -> None:
     root = Path(pytester.path)
     bare = _settings(pytester, "--gradcheck-json", "--gradcheck-html=")
@@ -55,8 +77,10 @@ def test_report_paths_default_folder_and_relative_bases(pytester: pytest.Pyteste
         (("--gradcheck-mode=ful",), "", "--gradcheck-mode='ful' is not a gradcheck mode (did you mean 'full'?)*"),
         ((), "gradcheck_seed = -1", "gradcheck_seed (ini option in tox.ini)='-1': expected a non-negative*"),
         (("--gradcheck-seed=x",), "", "--gradcheck-seed='x': expected a non-negative integer seed."),
+        ((), "gradcheck_rtol = 1e-3x", "gradcheck_rtol (ini option in tox.ini)='1e-3x': expected a "
+         "positive float (the relative tolerance of every check, e.g. 1e-6)*"),
     ],
-    ids=["swapped", "one-file", "mode", "ini-seed", "seed"],
+    ids=["swapped", "one-file", "mode", "ini-seed", "seed", "ini-rtol"],
 )
 def test_bad_values_are_usage_errors_naming_their_source(
     pytester: pytest.Pytester, args: tuple[str, ...], ini: str, message: str
