@@ -103,7 +103,8 @@ def call_user(fn: Callable[..., Any], what: str, *args: Any, where: str = "") ->
         raise UserCodeError(
             f"{what} raised {type(exc).__name__}: {exc}{at}.\n"
             f"  The error is in your code, not in gradcheck: run {what} on the same input to "
-            "reproduce it (the original traceback is chained above)."
+            "reproduce it (its traceback is chained to this error as __cause__: pytest and "
+            "gradcheck audit print it above this message)."
         ) from exc
 
 

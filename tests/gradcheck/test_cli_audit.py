@@ -360,7 +360,7 @@ def test_an_error_row_carries_the_traceback_of_the_user_code(
     assert f'\n    File "{source}", line 20, in helper_that_divides\n' in failures
     assert "\n  ZeroDivisionError: division by zero\n" in failures
     assert "\n  gradcheck.errors.UserCodeError: broken_grad(params, *args) raised" in failures
-    assert "the original traceback is chained above" in failures  # and it is, just above
+    assert "its traceback is chained to this error as __cause__" in failures  # printed just above
 
 
 def test_an_exception_outside_gradcheck_errors_is_an_error_row_too(
