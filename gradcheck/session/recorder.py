@@ -85,9 +85,49 @@ class Recorder:
         from gradcheck.check import check_layer
 
         opts = self.options(**options)
-        name = str(opts.get("name") or type(layer).__name__)
+        own = vars(layer).get("__name__") if hasattr(layer, "__dict__") else None  # an adapter's
+        name = str(opts.get("name") or own or type(layer).__name__)
         res: CheckResult = self._run("check_layer", name, lambda: check_layer(layer, params, x, **opts),
                                      _check_row)
+        return res.raise_for_failure()
+
+    def check_jvp(self, fun: Callable[..., Any], jvp: Callable[..., Any], params: Any, *args: Any,
+                  **options: Any) -> CheckResult:
+        """:func:`gradcheck.check_jvp`, recorded; raises ``GradientMismatch`` unless it passes."""
+        __tracebackhide__ = True
+        from gradcheck.jvp import check_jvp
+
+        opts = self.options(**options)
+        name = str(opts.get("name") or getattr(fun, "__name__", "fun"))
+        res: CheckResult = self._run("check_jvp", name,
+                                     lambda: check_jvp(fun, jvp, params, *args, **opts), _check_row)
+        return res.raise_for_failure()
+
+    def check_hvp(self, fun: Callable[..., Any], hvp: Callable[..., Any], params: Any, *args: Any,
+                  grad: Callable[..., Any] | None = None, **options: Any) -> CheckResult:
+        """:func:`gradcheck.check_hvp`, recorded; raises ``GradientMismatch`` unless it passes."""
+        __tracebackhide__ = True
+        from gradcheck.hvp import check_hvp
+
+        opts = self.options(**options)
+        name = str(opts.get("name") or getattr(hvp, "__name__", "hvp"))
+        res: CheckResult = self._run("check_hvp", name,
+                                     lambda: check_hvp(fun, hvp, params, *args, grad=grad, **opts),
+                                     _check_row)
+        return res.raise_for_failure()
+
+    def check_batched(self, loss: Callable[..., Any], per_example_grad: Callable[..., Any], params: Any,
+                      batch: Any, *args: Any, axis: int = 0, **options: Any) -> CheckResult:
+        """:func:`gradcheck.check_batched`, recorded; raises ``GradientMismatch`` unless it passes."""
+        __tracebackhide__ = True
+        from gradcheck.batched import check_batched
+
+        opts = self.options(**options)
+        name = str(opts.get("name") or getattr(loss, "__name__", "loss"))
+        res: CheckResult = self._run(
+            "check_batched", name,
+            lambda: check_batched(loss, per_example_grad, params, batch, *args, axis=axis, **opts),
+            _check_row)
         return res.raise_for_failure()
 
     def gradient_flow(self, model: Any, params: Any, x: Any, **options: Any) -> Any:

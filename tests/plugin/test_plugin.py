@@ -457,3 +457,82 @@ def test_flow(gradcheck):
     assert row["kind"] == "gradient_flow" and row["verdict"] == "pass"
     assert row["flows"][0]["schema"] == "gradcheck.flow/1"
     assert row["flows"][0]["regime"] == "vanishing"
+
+
+# ----------------------------------------------------------------------------- the other kinds
+
+KINDS = '''
+import numpy as np
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(5, 3))
+P = {"W": rng.normal(size=(3, 2))}
+
+
+def f(p):
+    return np.tanh(X @ p["W"])
+
+
+def f_jvp(p, t):
+    return (1 - f(p) ** 2) * (X @ t["W"])
+
+
+def loss(p):
+    return 0.5 * np.sum(f(p) ** 2)
+
+
+def loss_grad(p):
+    y = f(p)
+    return {"W": X.T @ (y * (1 - y ** 2))}
+
+
+def loss_hvp(p, v):
+    y = f(p)
+    ry = (1 - y ** 2) * (X @ v["W"])
+    return {"W": X.T @ (ry * (1 - y ** 2) - 2 * y * y * ry * 1)}
+
+
+def losses(p, x):
+    return 0.5 * np.sum(np.tanh(x @ p["W"]) ** 2, axis=1)
+
+
+def per_example(p, x):
+    y = np.tanh(x @ p["W"])
+    return {"W": x[:, :, None] * (y * (1 - y ** 2))[:, None, :]}
+
+
+def test_jvp(gradcheck):
+    gradcheck.check_jvp(f, f_jvp, P)
+
+
+def test_jvp_bug(gradcheck):
+    gradcheck.check_jvp(f, lambda p, t: -f_jvp(p, t), P)
+
+
+def test_hvp(gradcheck):
+    gradcheck.check_hvp(loss, loss_hvp, P, grad=loss_grad)
+
+
+def test_batched(gradcheck):
+    gradcheck.check_batched(losses, per_example, P, X)
+
+
+def test_batched_mean(gradcheck):
+    gradcheck.check_batched(losses, lambda p, x: {"W": per_example(p, x)["W"] / 5}, P, X)
+'''
+
+
+def test_jvp_hvp_and_batched_checks_are_rows_of_their_kind(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_kinds=KINDS)
+    result = pytester.runpytest_subprocess("--gradcheck-json=run.json", "-p", "no:randomly")
+    result.assert_outcomes(passed=3, failed=2)
+    rows = _by_test(_rows(pytester.path / "run.json"))
+    assert {t: (r["kind"], r["verdict"]) for t, r in rows.items()} == {
+        "test_jvp": ("check_jvp", "pass"), "test_jvp_bug": ("check_jvp", "fail"),
+        "test_hvp": ("check_hvp", "pass"), "test_batched": ("check_batched", "pass"),
+        "test_batched_mean": ("check_batched", "fail"),
+    }
+    assert rows["test_jvp_bug"]["leaves"][0]["diagnosis"]["kind"] == "sign_flip"
+    assert any("mean/sum confusion" in n for n in rows["test_batched_mean"]["notes"])
+    out = result.stdout.str()
+    assert "blame: the hand-derived JVP" in out and "per-example dℓ_b/dW" in out
