@@ -18,7 +18,11 @@ A module declares its cases as a list (or a function returning a list) named
     ]
 
 A case with ``layer`` goes to :func:`gradcheck.check_layer`, one with ``fun``/``grad`` to
-:func:`gradcheck.check_grad`; ``options`` are the check's keyword options.  With no module the
+:func:`gradcheck.check_grad`, one with ``jvp`` (and ``fun``) to :func:`gradcheck.check_jvp`,
+one with ``hvp`` (``fun``, optionally ``grad``) to :func:`gradcheck.check_hvp`, one with
+``per_example_grad`` (``loss``, ``batch``, optionally ``axis``) to
+:func:`gradcheck.check_batched`; ``args`` are passed on, ``options`` are the check's keyword
+options.  With no module the
 built-in reference zoo (``reference.cases``) is audited.  The command puts the current folder
 first on ``sys.path`` (as ``python -m`` does), so ``gradcheck audit mymodule`` finds
 ``./mymodule.py``.
@@ -73,7 +77,9 @@ __all__ = ["AUDIT_SCHEMA", "NO_CASES", "WRITE_FAILED", "audit", "case_filter", "
 
 AUDIT_SCHEMA = "gradcheck.audit/1"
 _ZOO = "reference.cases"  # the built-in reference zoo's declarations
-_REQUIRED = {"layer": ("params", "x"), "fun": ("grad", "params")}
+#: What each kind of declared case needs, by the key that names its kind (tried in this order).
+_REQUIRED = {"layer": ("params", "x"), "jvp": ("fun", "params"), "hvp": ("fun", "params"),
+             "per_example_grad": ("loss", "params", "batch"), "fun": ("grad", "params")}
 #: The exit status of a command that would have passed but could not write a report.
 WRITE_FAILED = 3
 #: The exit status of an audit with no case to run (none declared, or none selected by ``-k``).
@@ -167,12 +173,13 @@ def load_cases(module_name: str) -> list[dict[str, Any]]:
     for i, case in enumerate(cases):
         if not isinstance(case, Mapping):
             raise SystemExit(f"gradcheck audit: {module_name}.GRADCHECK_CASES[{i}] is not a dict")
-        kind = "layer" if "layer" in case else "fun" if "fun" in case else None
+        kind = next((k for k in _REQUIRED if k in case), None)
         missing = [] if kind is None else [k for k in _REQUIRED[kind] if k not in case]
         if kind is None or missing:
             raise SystemExit(
                 f"gradcheck audit: {module_name}.GRADCHECK_CASES[{i}] needs 'layer', 'params', 'x' "
-                f"or 'fun', 'grad', 'params' (missing {missing or ['layer or fun']})"
+                "or 'fun', 'grad', 'params' (or 'fun', 'jvp' / 'hvp', 'params'; or 'loss', "
+                f"'per_example_grad', 'params', 'batch') (missing {missing or ['layer or fun']})"
             )
         out.append({"name": f"{module_name}[{i}]", "module": module_name, **case})
     return out
@@ -303,8 +310,17 @@ def run_case(case: Mapping[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         options = {"name": case["name"], **case.get("options", {})}
+        args = case.get("args", ())
         if "layer" in case:
             res = gc.check_layer(case["layer"], case["params"], case["x"], **options)
+        elif "jvp" in case:
+            res = gc.check_jvp(case["fun"], case["jvp"], case["params"], *args, **options)
+        elif "hvp" in case:
+            res = gc.check_hvp(case["fun"], case["hvp"], case["params"], *args,
+                               grad=case.get("grad"), **options)
+        elif "per_example_grad" in case:
+            res = gc.check_batched(case["loss"], case["per_example_grad"], case["params"],
+                                   case["batch"], *args, axis=case.get("axis", 0), **options)
         else:
             res = gc.check_grad(case["fun"], case["grad"], case["params"], *case.get("args", ()),
                                 **options)

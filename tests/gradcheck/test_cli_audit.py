@@ -434,3 +434,66 @@ def test_the_current_folder_goes_first_on_the_import_path(tmp_path: Path) -> Non
         before = list(already)
         cli._cwd_first(already, str(tmp_path) if already[0] else str(Path.cwd()))
         assert already == before
+
+
+# ----------------------------------------------------------------------------- other kinds of case
+
+KINDS = textwrap.dedent('''
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    P, X = {"W": rng.normal(size=(3, 2))}, rng.normal(size=(4, 3))
+
+    def f(p, x):
+        return np.tanh(x @ p["W"])
+
+    def f_jvp(p, t, x):
+        return (1 - f(p, x) ** 2) * (x @ t["W"])
+
+    def quartic(p):
+        return np.sum(p["W"] ** 4) / 4
+
+    def quartic_grad(p):
+        return {"W": p["W"] ** 3}
+
+    def quartic_hvp(p, v):
+        return {"W": 3 * p["W"] ** 2 * v["W"]}
+
+    def losses(p, x):
+        return np.sum(f(p, x), axis=1)
+
+    def per_example(p, x):
+        return {"W": x[:, :, None] * (1 - f(p, x) ** 2)[:, None, :]}
+
+    GRADCHECK_CASES = [
+        {"name": "dense/jvp", "fun": f, "jvp": f_jvp, "params": P, "args": (X,)},
+        {"name": "dense/jvp-sign", "fun": f, "jvp": lambda p, t, x: -f_jvp(p, t, x), "params": P,
+         "args": (X,)},
+        {"name": "quartic/hvp", "fun": quartic, "hvp": quartic_hvp, "grad": quartic_grad, "params": P},
+        {"name": "dense/per-example", "loss": losses, "per_example_grad": per_example, "params": P,
+         "batch": X},
+        {"name": "dense/per-example-T", "loss": losses, "batch": X.T, "axis": 1,
+         "per_example_grad": per_example, "params": P},
+    ]
+''')
+
+
+def test_jvp_hvp_and_batched_cases_are_audited_as_their_kind(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _module(tmp_path, monkeypatch, "kinds_cases", KINDS)
+    code = cli.audit([module], tmp_path / "o", stream=io.StringIO())
+    assert code == 1
+    results = json.loads((tmp_path / "o" / "gradcheck.json").read_text())["results"]
+    got = [(r["name"], r.get("kind"), r["verdict"]) for r in results]
+    assert got[:4] == [("dense/jvp", "check_jvp", "pass"), ("dense/jvp-sign", "check_jvp", "fail"),
+                       ("quartic/hvp", "check_hvp", "pass"), ("dense/per-example", "check_batched", "pass")]
+    # a batch on axis 1 is passed on (the per-example gradient takes the batch as given: here the
+    # transposed batch is wrong for it, so the check errors or fails; it never crashes the audit)
+    assert got[4][0] == "dense/per-example-T" and got[4][2] in ("fail", "error")
+
+
+def test_a_case_of_no_known_kind_is_refused_with_the_kinds(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _module(tmp_path, monkeypatch, "bad_kind", "GRADCHECK_CASES = [{'name': 'x', 'jvp': 1}]\n")
+    with pytest.raises(SystemExit, match=r"'fun', 'jvp' / 'hvp', 'params'.*missing \['fun', 'params'\]"):
+        cli.load_cases(module)
