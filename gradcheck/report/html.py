@@ -23,8 +23,17 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from gradcheck.message import advice, blame_text
 from gradcheck.report.document import as_session, write_text
-from gradcheck.report.plots import flow_svg, heatmap_svg, number, study_slope_svg, truncation_svg
+from gradcheck.report.plots import (
+    error_map_svg,
+    flow_svg,
+    heatmap_svg,
+    number,
+    step_errors_svg,
+    study_slope_svg,
+    truncation_svg,
+)
 
 __all__ = ["MAX_DRILLDOWNS", "MAX_PLOTS", "render_html", "write_html"]
 
@@ -90,6 +99,19 @@ class _Ids:
         return name
 
 
+def _screened(leaf: Mapping[str, Any]) -> str:
+    """``screened: 3 probes, power 6e-06`` for a leaf checked along probes only (no entry
+    compared one by one), else ``""``."""
+    n = int(leaf.get("n_probes") or len(leaf.get("probes") or []))
+    measured = any(isinstance(leaf.get(k), Mapping) and leaf[k].get("n_compared")
+                   for k in ("hand_vs_numeric", "hand_vs_autodiff"))
+    if not n or measured:
+        return ""
+    power = number(leaf.get("detection_power"))
+    shown = f", power {power:.2g}" if power is not None and math.isfinite(power) else ""
+    return f"screened: {n} probe{'' if n == 1 else 's'}{shown}"
+
+
 def _agreement(leaf: Mapping[str, Any], key: str) -> dict[str, str]:
     agree = leaf.get(key)
     if not isinstance(agree, Mapping):
@@ -117,7 +139,7 @@ def _power(leaf: Mapping[str, Any]) -> dict[str, str]:
     how = f"mode {leaf.get('mode', '?')}" + (f", {n_probes} probes" if n_probes else "")
     if power is None or not math.isfinite(power):
         return {"text": "—", "sort": "", "title": how, "bad": ""}
-    title = f"smallest single-entry error the run would have caught, relative to the largest entry; {how}"
+    title = how  # what the power means is said once, above the table
     bad = ""
     control = leaf.get("control")
     if isinstance(control, Mapping):
@@ -131,6 +153,53 @@ def _power(leaf: Mapping[str, Any]) -> dict[str, str]:
 #: How the report names each ``jax_source`` of a result.
 JAX_SOURCES = {"array-api": "the forward on JAX arrays", "jax_fun": "the jax_fun twin",
                "twin": "the automatic JAX twin", "none": "none"}
+
+
+#: The badge of a check that is not a plain gradient check.
+KIND_BADGES = {"check_jvp": "JVP", "check_hvp": "H·v", "check_batched": "per-example"}
+
+
+def _short_diagnosis(d: Any) -> str:
+    """A diagnosis in a few words for the table: ``sign flip``, ``scale 0.5``, ``time step 0``."""
+    if not isinstance(d, Mapping):
+        return ""
+    kind = str(d.get("kind") or "")
+    factor = number(d.get("factor"))
+    indices = [i for i in d.get("indices") or [] if isinstance(i, int)]
+    where = ", ".join(map(str, indices[:4])) + ("…" if len(indices) > 4 else "")
+    if kind == "scale" and factor is not None:
+        return f"scale {factor:.3g}"
+    if kind in ("rows", "columns", "time_steps") and where:
+        word = {"rows": "row", "columns": "column", "time_steps": "time step"}[kind]
+        return f"{word}{'s' if len(indices) > 1 else ''} {where}"
+    if kind == "entries":
+        n = len(d.get("indices") or [])
+        return f"{n} entr{'y' if n == 1 else 'ies'}" if n else "a few entries"
+    if kind == "shift":
+        return "shifted one step"
+    if kind == "clipped" and factor is not None:
+        return f"clipped at ±{factor:.3g}"
+    return kind.replace("_", " ")
+
+
+def _blame(leaf: Mapping[str, Any]) -> dict[str, str]:
+    """The Blame cell: who, and for the hand the bug's shape in a few words (title: all of it)."""
+    who = str(leaf.get("blame") or "")
+    if not who:
+        return {"text": "", "title": ""}
+    d = leaf.get("diagnosis")
+    short = _short_diagnosis(d) if who == "hand" else ""
+    summary = str(d.get("summary", "")) if isinstance(d, Mapping) else ""
+    return {"text": f"{who}: {short}" if short else who, "title": summary}
+
+
+def _group(row: Mapping[str, Any]) -> str:
+    """The group a row belongs to: the test module (a pytest id's part before ``::``), the
+    audit's family, else the check's own name."""
+    test = str(row.get("test") or "")
+    if "::" in test:
+        return test.split("::", 1)[0]
+    return str(row.get("family") or row.get("module") or test or _check_name(row))
 
 
 def _check_name(row: Mapping[str, Any]) -> str:
@@ -148,23 +217,28 @@ def _test_failed(row: Mapping[str, Any]) -> str:
 def _table_rows(row: Mapping[str, Any], anchor: str | None) -> Iterator[dict[str, Any]]:
     base = {"test": str(row.get("test") or row.get("module") or ""), "check": _check_name(row),
             "family": str(row.get("family") or ""), "examples": row.get("examples"), "anchor": anchor,
-            "test_failed": _test_failed(row)}
+            "test_failed": _test_failed(row), "badge": KIND_BADGES.get(str(row.get("kind")), "")}
     leaves = [leaf for leaf in row.get("leaves") or [] if isinstance(leaf, Mapping)]
     if not leaves:
         message = row.get("error") or ("no gradient check" if row.get("flows") else "no result")
         yield {**base, "leaf": "", "message": str(message), "shape": "—", "dtype": "—", "tolerance": "—",
                "power": _power({}),
                "agreements": [_agreement({}, k) for k in _AGREEMENTS],
-               "verdict": str(row.get("verdict", "unknown")), "blame": ""}
+               "verdict": str(row.get("verdict", "unknown")), "blame": {"text": "", "title": ""}}
         return
-    for leaf in leaves:
+    ordered = sorted(leaves, key=lambda leaf: leaf.get("verdict") == "pass")  # failures first
+    for leaf in ordered:
         shape = leaf.get("shape")
+        agreements = [_agreement(leaf, k) for k in _AGREEMENTS]
+        screened = _screened(leaf)
+        if screened:
+            agreements[0] = {**agreements[0], "text": screened, "screened": "screened"}
         yield {**base, "leaf": str(leaf.get("name", "")), "message": "",
                "shape": ("×".join(map(str, shape)) or "scalar") if isinstance(shape, list) else "—",
                "dtype": str(leaf.get("dtype", "")), "tolerance": _tolerance(leaf), "power": _power(leaf),
-               "agreements": [_agreement(leaf, k) for k in _AGREEMENTS],
+               "agreements": agreements,
                "verdict": str(leaf.get("verdict", row.get("verdict", "unknown"))),
-               "blame": str(leaf.get("blame") or "")}
+               "blame": _blame(leaf)}
 
 
 def _drilldown(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
@@ -175,9 +249,21 @@ def _drilldown(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
         "check": _check_name(row), "verdict": str(row.get("verdict", "unknown")),
         "test_failed": _test_failed(row),
         "sources": _sources(row),
-        "leaves": [{"leaf": leaf, "heatmap": heatmap_svg(leaf), "worst": leaf.get("worst") or [],
-                    "probes": leaf.get("probes") or []} for leaf in leaves],
+        "badge": KIND_BADGES.get(str(row.get("kind")), ""),
+        "leaves": [_drill_leaf(leaf, str(row.get("kind") or ""), f"{anchor}-{n}-")
+                   for n, leaf in enumerate(leaves)],
     }
+
+
+def _drill_leaf(leaf: Mapping[str, Any], kind: str, prefix: str) -> dict[str, Any]:
+    """A failing leaf's drill-down: its whole error map when it has one (else the worst entries
+    on the grid), the error per time step of a sequence, and the message's hint lines."""
+    whole = error_map_svg(leaf, prefix + "map-")
+    return {"leaf": leaf, "error_map": whole, "heatmap": None if whole else heatmap_svg(leaf),
+            "steps": step_errors_svg(leaf, prefix + "steps-"),
+            "worst": leaf.get("worst") or [], "probes": leaf.get("probes") or [],
+            "blame": blame_text(leaf.get("blame"), kind) if leaf.get("blame") else "",
+            "advice": advice(leaf, kind), "screened": _screened(leaf)}
 
 
 def _sources(row: Mapping[str, Any]) -> str:
@@ -313,11 +399,44 @@ def _context(doc: Mapping[str, Any]) -> dict[str, Any]:
         n_failed += failed
         flows.extend(_flows(row, counter))
     verdicts = sorted({r["verdict"] for r in table})
-    return {"doc": doc, "title": str(doc.get("title", "gradcheck")),
+    groups = _groups(rows, table)
+    kinds: dict[str, int] = {}
+    for row in rows:
+        badge = KIND_BADGES.get(str(row.get("kind")))
+        if badge:
+            kinds[badge] = kinds.get(badge, 0) + 1
+    outcomes: dict[str, int] = {}
+    for r in table:
+        outcomes[r["verdict"]] = outcomes.get(r["verdict"], 0) + 1
+    return {"groups": groups, "kinds": kinds, "outcomes": outcomes,
+            "doc": doc, "title": str(doc.get("title", "gradcheck")),
             "environment": dict(doc.get("environment") or {}), "counts": dict(doc.get("counts") or {}),
             "summary": _summary(rows), "table": table, "verdicts": verdicts, "n_checks": len(rows),
             "drilldowns": drilldowns, "n_failed": n_failed, "flows": flows, "max_plots": MAX_PLOTS,
             "study": _study(doc, ids), "run": _run(doc), "n_test_failed": n_test_failed}
+
+
+def _groups(rows: list[Mapping[str, Any]], table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The agreement table split into groups (test module or family), with their counts; groups
+    with failures first and open, the all-pass ones after and closed; in a group, the rows that
+    did not pass first."""
+    slots: dict[str, list[dict[str, Any]]] = {}
+    at = 0
+    ids = _Ids()
+    for row in rows:
+        n = max(1, len([leaf for leaf in row.get("leaves") or [] if isinstance(leaf, Mapping)]))
+        slots.setdefault(_group(row), []).extend(table[at:at + n])
+        at += n
+    out = []
+    for name, members in slots.items():
+        members = sorted(members, key=lambda r: r["verdict"] == "pass" and not r["test_failed"])
+        counts: dict[str, int] = {}
+        for r in members:
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+        bad = any(r["verdict"] != "pass" or r["test_failed"] for r in members)
+        out.append({"name": name, "id": ids("group", name), "rows": members,
+                    "counts": sorted(counts.items()), "open": bad})
+    return sorted(out, key=lambda g: not g["open"])
 
 
 def render_html(doc: dict[str, Any]) -> str:

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-__all__ = ["flow_svg", "heatmap_svg", "number", "prefix_svg_ids", "study_slope_svg", "truncation_svg"]
+__all__ = ["error_map_svg", "flow_svg", "heatmap_svg", "number", "prefix_svg_ids", "step_errors_svg",
+           "study_slope_svg", "truncation_svg"]
 
 _ID = re.compile(r'\bid="([^"]+)"')
 _URL = re.compile(r"url\(#([^)\s]+)\)")
@@ -135,6 +136,10 @@ def flow_svg(flow: Mapping[str, Any], prefix: str, *, size: tuple[float, float] 
             ax.semilogy(steps, bound, ":", color="0.3", lw=1.2,
                         label=f"η^(T−1−t) bound, η = {number(flow.get('eta')):.3g}")
             ax.set_ylim(*_data_range(hand + auto, bound))
+        if depth:  # layers are whole numbers: no 1.5th layer on the axis
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer i" if depth else "time step t")
         ax.set_ylabel("‖∂L/∂net_i‖" if depth else "‖∂L/∂h_t‖")
         ax.grid(True, which="major", alpha=0.3)
@@ -296,3 +301,165 @@ def heatmap_svg(leaf: Mapping[str, Any]) -> str | None:
                      f'fill="{_colour(frac)}"><title>[{i}, {j}] |hand−ref| = {err:.3g}</title></rect>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+#: An error map of at most this many entries is drawn cell by cell, each with its tooltip;
+#: a larger one is one embedded PNG of a pixel per entry (a few kB even at 4,096 entries).
+_MAP_CELLS = 256
+_GREY = (184, 190, 198)
+
+
+def _png(pixels: Sequence[Sequence[tuple[int, int, int]]]) -> str:
+    """A base64 PNG (8-bit RGB) of rows of pixels: a data URI's payload."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = len(pixels), len(pixels[0])
+    raw = b"".join(b"\x00" + bytes(c for px in row for c in px) for row in pixels)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode("ascii")
+
+
+def _rgb(frac: float) -> tuple[int, int, int]:
+    lo, hi = (255, 237, 160), (189, 0, 38)
+    r, g, b = (round(a + (c - a) * frac) for a, c in zip(lo, hi, strict=True))
+    return r, g, b
+
+
+def _map_values(leaf: Mapping[str, Any]) -> tuple[list[int], list[float | None]] | None:
+    """A leaf's shape and its error map's values (``None`` where not measured), when it has one
+    that matches its shape."""
+    em, shape = leaf.get("error_map"), leaf.get("shape")
+    if not isinstance(em, Mapping) or not isinstance(shape, list):
+        return None
+    values = em.get("values")
+    size = math.prod(int(n) for n in shape) if shape else 1
+    if not isinstance(values, list) or len(values) != size or size == 0:
+        return None
+    out = [number(v) for v in values]
+    return [int(n) for n in shape], [v if v is not None and math.isfinite(v) else None for v in out]
+
+
+def _log_frac(v: float, lo: float, hi: float) -> float:
+    if v <= lo or hi <= lo:
+        return 0.0
+    return min(1.0, math.log(v / lo) / math.log(hi / lo))
+
+
+def error_map_svg(leaf: Mapping[str, Any], prefix: str) -> str | None:
+    """Every entry's ``|hand − reference| / max|reference|`` of a failing leaf on its grid, on a
+    log colour scale with its legend; entries not measured are grey.
+
+    A 1-D leaf is one row, a 2-D leaf its own grid, a leaf of more axes its last axis against
+    all the others flattened (row ``r`` is the index ``r`` of ``shape[:-1]`` in C order).
+    ``None`` when the leaf has no error map (a passing leaf, more than 4,096 entries, an old
+    document).
+    """
+    got = _map_values(leaf)
+    if got is None:
+        return None
+    shape, values = got
+    cols = shape[-1] if shape else 1
+    rows = max(1, len(values) // max(cols, 1))
+    measured = [v for v in values if v is not None]
+    positive = [v for v in measured if v > 0]
+    hi = max(positive, default=1.0)
+    lo = max(min(positive, default=hi), hi * 1e-12)
+    lo = min(lo, hi / 10)
+    size = max(2.0, min(24.0, _HEAT_SIZE / max(rows, cols)))
+    width, height = cols * size, rows * size
+    legend_w = max(width, 160.0)
+    grad_id = f"{prefix}ramp"
+    name = escape(str(leaf.get("name", "")))
+    flat = "×".join(map(str, shape)) or "scalar"
+    parts = [f'<svg {_SVG_NS} class="heat errmap" role="img" viewBox="-1 -1 {legend_w + 2:g} '
+             f'{height + 34:g}" width="{legend_w + 2:g}" height="{height + 34:g}"><title>relative '
+             f'error of every entry of {name} ({flat})</title>',
+             f'<defs><linearGradient id="{grad_id}">'
+             f'<stop offset="0" stop-color="{_colour(0.0)}"/><stop offset="1" stop-color="{_colour(1.0)}"/>'
+             '</linearGradient></defs>']
+    if len(values) <= _MAP_CELLS:
+        for k, v in enumerate(values):
+            i, j = divmod(k, cols)
+            if v is None:
+                fill, cls, text = "#b8bec6", ' class="unmeasured"', "not measured"
+            else:
+                fill, cls, text = _colour(_log_frac(v, lo, hi)) if v > 0 else "#ffffff", "", f"{v:.3g}"
+            parts.append(f'<rect{cls} x="{j * size:g}" y="{i * size:g}" width="{size:g}" '
+                         f'height="{size:g}" fill="{fill}"><title>{_index_text(k, shape)}: {text}'
+                         '</title></rect>')
+    else:
+        pixels = [[_GREY if v is None else _rgb(_log_frac(v, lo, hi)) if v > 0 else (255, 255, 255)
+                   for v in values[i * cols:(i + 1) * cols]] for i in range(rows)]
+        parts.append(f'<image class="pixels" x="0" y="0" width="{width:g}" height="{height:g}" '
+                     f'preserveAspectRatio="none" style="image-rendering: pixelated" '
+                     f'href="data:image/png;base64,{_png(pixels)}"/>')
+    y0 = height + 8
+    parts.append(f'<rect x="0" y="{y0:g}" width="{legend_w * 0.6:g}" height="8" fill="url(#{grad_id})"/>')
+    parts.append(f'<text x="0" y="{y0 + 22:g}" font-size="9">{lo:.1e}</text>'
+                 f'<text x="{legend_w * 0.6:g}" y="{y0 + 22:g}" font-size="9" '
+                 f'text-anchor="end">{hi:.1e}</text>'
+                 f'<rect x="{legend_w * 0.65:g}" y="{y0:g}" width="8" height="8" fill="#b8bec6"/>'
+                 f'<text x="{legend_w * 0.65 + 11:g}" y="{y0 + 8:g}" font-size="9">not measured</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _unravel(k: int, shape: Sequence[int]) -> tuple[int, ...]:
+    index = []
+    for n in reversed(shape):
+        k, r = divmod(k, n)
+        index.append(r)
+    return tuple(reversed(index))
+
+
+def _index_text(k: int, shape: Sequence[int]) -> str:
+    return "[" + ", ".join(map(str, _unravel(k, shape))) + "]"
+
+
+def step_errors(leaf: Mapping[str, Any]) -> list[float | None] | None:
+    """The largest relative error at each step along the leaf's time axis (``None`` where no
+    entry of that step was measured); ``None`` for a leaf that is not a sequence with a map."""
+    got = _map_values(leaf)
+    axis = leaf.get("time_axis")
+    if got is None or not isinstance(axis, int) or isinstance(axis, bool):
+        return None
+    shape, values = got
+    if len(shape) < 2 or not -len(shape) <= axis < len(shape):
+        return None
+    axis %= len(shape)
+    out: list[float | None] = [None] * shape[axis]
+    for k, v in enumerate(values):
+        if v is None:
+            continue
+        t = _unravel(k, shape)[axis]
+        out[t] = v if out[t] is None else max(out[t] or 0.0, v)
+    return out
+
+
+def step_errors_svg(leaf: Mapping[str, Any], prefix: str) -> str | None:
+    """The error by time step of a failing sequence leaf (log scale), as inline SVG."""
+    per = step_errors(leaf)
+    if per is None or not any(v is not None and v > 0 for v in per):
+        return None
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    floor = min(v for v in per if v is not None and v > 0) / 10
+    with rc_context(_rc(prefix)):
+        fig = Figure(figsize=(4.6, 2.2))
+        ax = fig.add_subplot()
+        steps = [t for t, v in enumerate(per) if v is not None]
+        ax.semilogy(steps, [max(per[t] or 0.0, floor) for t in steps], "o-", ms=3, lw=1.2, color="C3")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(f"time step (axis {leaf.get('time_axis')})")
+        ax.set_ylabel("max |hand − ref| / max|ref|")
+        ax.grid(True, which="major", alpha=0.3)
+        fig.tight_layout()
+        return _svg(fig, prefix)

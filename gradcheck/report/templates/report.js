@@ -1,5 +1,5 @@
-// Progressive enhancement only: sorting of the tables (the agreement table and the study's),
-// filtering of the agreement table.
+// Progressive enhancement only: sorting of the tables (each group's agreement table and the
+// study's), filtering of the agreement rows by text and verdict, and the outcome toggles.
 (function () {
   "use strict";
 
@@ -42,22 +42,26 @@
   var study = document.getElementById("study-table");
   if (study) { sortable(study); }
 
-  var table = document.getElementById("agreement");
-  if (!table) { return; }
-  var rows = sortable(table);
+  var tables = Array.prototype.slice.call(document.querySelectorAll("table.agreement"));
+  if (!tables.length) { return; }
+  var rows = [];
+  tables.forEach(function (t) { rows = rows.concat(sortable(t)); });
   var filter = document.getElementById("filter");
   var verdict = document.getElementById("verdict-filter");
   var shown = document.getElementById("shown");
+  var toggles = Array.prototype.slice.call(document.querySelectorAll("#toggles input[data-outcome]"));
   document.getElementById("controls").hidden = false;
 
   function applyFilter() {
     var text = filter.value.trim().toLowerCase();
     var want = verdict.value;
+    var off = {};
+    toggles.forEach(function (box) { if (!box.checked) { off[box.getAttribute("data-outcome")] = true; } });
     var n = 0;
     rows.forEach(function (row) {
-      var match = want === "test-failed" ? row.hasAttribute("data-test-failed")
-        : row.getAttribute("data-verdict") === want;
-      var ok = (!want || match) &&
+      var v = row.getAttribute("data-verdict");
+      var match = want === "test-failed" ? row.hasAttribute("data-test-failed") : v === want;
+      var ok = (!want || match) && !off[v] &&
         (!text || row.textContent.toLowerCase().indexOf(text) !== -1);
       row.hidden = !ok;
       if (ok) { n += 1; }
@@ -67,6 +71,7 @@
 
   filter.addEventListener("input", applyFilter);
   verdict.addEventListener("change", applyFilter);
+  toggles.forEach(function (box) { box.addEventListener("change", applyFilter); });
   applyFilter();
 })();
 
@@ -77,6 +82,9 @@
     var id = decodeURIComponent(window.location.hash.slice(1));
     var target = id ? document.getElementById(id) : null;
     if (target && target.tagName === "DETAILS") { target.open = true; }
+    for (var up = target ? target.parentElement : null; up; up = up.parentElement) {
+      if (up.tagName === "DETAILS") { up.open = true; }
+    }
   }
   window.addEventListener("hashchange", reveal);
   document.addEventListener("click", function (event) {
