@@ -189,6 +189,7 @@ def study_slope_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
         if threshold is not None and math.isfinite(threshold):
             ax.axhspan(-threshold, threshold, color="0.5", alpha=0.15, lw=0, label="stable band")
         seen: set[tuple[str, ...]] = set()
+        placed: list[tuple[float, float]] = []
         for row, x, y, err in points:
             family = (str(row.get("kind", "")), str(row.get("activation", "")))
             marker, colour = _FAMILY_STYLE.get(family, _FAMILY_STYLE[()])
@@ -197,8 +198,11 @@ def study_slope_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
             ax.errorbar([float(x or 0.0)], [float(y or 0.0)], yerr=bar,
                         fmt=marker, color=colour, ms=5, capsize=2, label=None if family in seen else name)
             seen.add(family)
-            ax.annotate(_point_label(row), (x or 0.0, y or 0.0), xytext=(4, 3), textcoords="offset points",
-                        fontsize=7, color=colour)
+            # labels of nearby points (an MLP's depths sit close together) are stacked, not overlaid
+            near = sum(1 for px, py in placed if abs(px - (x or 0.0)) < 0.25 and abs(py - (y or 0.0)) < 0.25)
+            placed.append((x or 0.0, y or 0.0))
+            ax.annotate(_point_label(row), (x or 0.0, y or 0.0), xytext=(4, 3 - 9 * near),
+                        textcoords="offset points", fontsize=7, color=colour)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         ax.set_xlabel("log η  (η = σ_max·γ)")
@@ -373,7 +377,7 @@ def error_map_svg(leaf: Mapping[str, Any], prefix: str) -> str | None:
     lo = min(lo, hi / 10)
     size = max(2.0, min(24.0, _HEAT_SIZE / max(rows, cols)))
     width, height = cols * size, rows * size
-    legend_w = max(width, 160.0)
+    legend_w = max(width, 240.0)
     grad_id = f"{prefix}ramp"
     name = escape(str(leaf.get("name", "")))
     flat = "×".join(map(str, shape)) or "scalar"

@@ -22,6 +22,8 @@ from tests.gradcheck.report.conftest import N_TABLE_ROWS
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACT = REPO / "reports" / "report-browser.png"
+#: The README's picture of the overview (committed); rewritten by the test only when asked.
+README_SHOT = REPO / "docs" / "report-overview.png"
 #: Flags for a root user on a machine without network or GPU (no sandbox, no background traffic).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -126,3 +128,102 @@ def test_report_in_headless_chromium(page_file: Path) -> None:
             browser.close()
     assert errors == []
     assert ARTIFACT.stat().st_size > 10_000
+
+
+LONG_ID = "tests/test_" + "very_long_parametrised_name_" * 10 + ".py::test_layer[" + "x" * 20 + "]"
+
+
+@pytest.fixture
+def grouped_file(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Two test modules (one failing, one passing) and a 300-character test id."""
+    extra = copy.deepcopy(rows[0])
+    extra["test"] = "tests/test_more.py::test_ok_again"
+    long = copy.deepcopy(rows[1])
+    long["test"] = LONG_ID[:300]
+    assert len(long["test"]) == 300
+    doc = report.session_document([*rows, extra, long], title="grouped")
+    return report.write_html(doc, tmp_path / "grouped.html")
+
+
+def _visible_in(page: Any, locator: Any, width: int) -> bool:
+    box = locator.bounding_box()
+    return bool(box and box["width"] > 0 and box["x"] >= 0 and box["x"] + box["width"] <= width + 1)
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_overview_groups_toggles_and_long_ids(grouped_file: Path, width: int) -> None:
+    executable = _chromium()
+    sync_playwright = _playwright()
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            page.on("request", lambda r: errors.append(f"network request: {r.url}")
+                    if not r.url.startswith(("file:", "data:", "about:")) else None)
+            page.goto(grouped_file.as_uri())
+            page.wait_for_load_state("load")
+
+            # The overview: counts first, then what needs attention, before any table.
+            tiles = page.locator("#overview .tiles").inner_text()
+            assert "6 checks" in tiles.replace("\n", " ") and "2 fail" in tiles.replace("\n", " ")
+            attention = page.locator("ol.attention li")
+            assert attention.count() == 3  # the two failing checks and the error
+            assert page.locator("#overview").bounding_box()["y"] < page.locator("#agreement").bounding_box()["y"]
+
+            # Groups: the failing module first and open, the all-pass module closed.
+            groups = page.locator("details.group")
+            assert groups.count() == 4
+            first, last = groups.first, groups.last
+            assert first.get_attribute("open") is not None and last.get_attribute("open") is None
+            assert "fail" in first.locator("summary").inner_text()
+            # failures before passes inside a group
+            verdicts = [r.get_attribute("data-verdict") for r in first.locator("tbody tr").all()]
+            assert verdicts.index("fail") < verdicts.index("pass") if "pass" in verdicts else True
+            # collapsing a group hides its rows
+            row = first.locator("tbody tr").first
+            assert row.is_visible()
+            first.locator("summary").click()
+            assert first.get_attribute("open") is None and not row.is_visible()
+            first.locator("summary").click()
+            assert row.is_visible()
+
+            # Outcome toggles: unchecking "pass" hides every pass row, and says so.
+            box = page.locator("#toggles input[data-outcome=pass]")
+            assert box.is_visible()
+            box.uncheck()
+            shown = [r for r in page.locator("table.agreement tbody tr[data-verdict=pass]").all()
+                     if r.is_visible()]
+            assert shown == []
+            assert page.locator("table.agreement tbody tr[data-verdict=fail]").first.is_visible()
+            box.check()
+
+            # The 300-character id: its row's verdict and blame stay on screen, no sideways scroll.
+            long_row = page.locator("table.agreement tbody tr", has_text="very_long").first
+            long_row.scroll_into_view_if_needed()
+            verdict = long_row.locator("td.verdict")
+            blame = long_row.locator("td").nth(11)
+            assert verdict.is_visible() and blame.is_visible()
+            assert _visible_in(page, verdict, width) and _visible_in(page, blame, width)
+            assert "sign flip" in blame.inner_text()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
+            title = long_row.locator("td").first.get_attribute("title")
+            assert title == LONG_ID[:300]  # the whole id on hover
+
+            # Dark mode follows the user's colour scheme; screenshots as artifacts.
+            ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(ARTIFACT.with_name(f"report-overview-{width}.png")))
+            light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            page.emulate_media(color_scheme="dark")
+            assert page.evaluate("getComputedStyle(document.body).backgroundColor") != light
+            page.screenshot(path=str(ARTIFACT.with_name(f"report-overview-{width}-dark.png")))
+            if width == 1400 and os.environ.get("GRADCHECK_README_SHOT"):
+                page.emulate_media(color_scheme="light")
+                page.screenshot(path=str(README_SHOT))
+        finally:
+            browser.close()
+    assert errors == []

@@ -110,7 +110,7 @@ def test_failure_drill_downs(html: str) -> None:
     text = " ".join(page.text)
     assert "sign flip" in text and "Worst 5 entries" in text
     # the failing W (12 entries) carries its whole error map, drawn cell by cell with tooltips
-    assert "of every entry of W (4×3)" in text and "grey entries were not measured" in text
+    assert "of every entry of W (4×3)" in text and "grey ones were not measured" in text
     assert page.count("svg", **{"class": "heat errmap", "role": "img"}) == 1
     assert page.count("rect") >= 12
     # the hint lines of the terminal message
