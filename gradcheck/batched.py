@@ -110,8 +110,9 @@ class _PerExample:
         self.loss, self.batch, self.axis, self.B = loss, batch, axis, B
         self.treedef, self.alone, self.cache = treedef, alone, cache
         self.examples = [_take(batch, [b], axis) for b in range(B)] if alone else []
-        self.base: list[list[np.ndarray]] | None = None
-        self.values: list[Any] = []
+        #: per dtypes of the leaves (the engine evaluates in the user's dtypes and in float64):
+        #: the point first seen, and each example's loss there
+        self.base: dict[tuple[str, ...], tuple[list[list[np.ndarray]], list[float]]] = {}
 
     def one(self, b: int, leaves: Sequence[Any], args: tuple[Any, ...]) -> Any:
         params = self.treedef.unflatten(list(leaves))
@@ -127,14 +128,16 @@ class _PerExample:
             for b in range(self.B):
                 total = total + self.one(b, per[b], args)
             return total
-        if self.base is None:
-            self.base = [[np.array(v, copy=True) for v in p] for p in per]
-            self.values = [float(self.one(b, per[b], args)) for b in range(self.B)]
-            return float(sum(self.values))
+        key = tuple(str(v.dtype) for v in leaves)
+        if key not in self.base:
+            values = [float(self.one(b, per[b], args)) for b in range(self.B)]
+            self.base[key] = ([[np.array(v, copy=True) for v in p] for p in per], values)
+            return float(sum(values))
+        base, values = self.base[key]
         out = 0.0
         for b in range(self.B):
-            same = all(np.array_equal(v, w) for v, w in zip(per[b], self.base[b], strict=True))
-            out += self.values[b] if same else float(self.one(b, per[b], args))
+            same = all(np.array_equal(v, w) for v, w in zip(per[b], base[b], strict=True))
+            out += values[b] if same else float(self.one(b, per[b], args))
         return out
 
 
