@@ -131,8 +131,10 @@ def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement
         return _sampled_diagnosis(leaf, s, status, j)
     if ref is not None and j.blame == "hand":
         # A wrong value at a kink has no derivative to compare with (the references' value there
-        # is one convention or the midpoint): the bug's shape is read from the smooth entries.
-        bad = (status == "hand") & s.smooth
+        # is one convention or the midpoint): the bug's shape is read from the smooth entries —
+        # with autodiff, every entry off a kink (finite differences measured only some of them).
+        smooth = ~ev.kink(leaf.size) if s.ad is not None else s.smooth
+        bad = (status == "hand") & smooth
         if not bad.any():
             return None
         err = 0.0 if s.ad is not None else s.err.reshape(leaf.shape) if s.err is not None else 0.0
