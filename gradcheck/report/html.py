@@ -1,7 +1,14 @@
 """The HTML report: one self-contained page rendered from a session document alone.
 
-The page is readable without JavaScript (plain tables, ``<details>`` drill-downs, inline SVG);
-a small inline script only adds sorting and filtering.  A document with a gradient-flow
+The page opens on an overview (counts, then every check that did not pass, linking to its
+drill-down) and a contents line; the agreement table follows as one collapsible ``<details>``
+group per test module (per test function in a one-module session, per family in an audit),
+failing groups first and open.  It is readable without JavaScript (plain tables, ``<details>``
+groups and drill-downs, inline SVG); a small inline script only adds sorting, the filter box and
+the outcome toggles.  Drill-downs carry the terminal message's hint lines
+(:func:`gradcheck.message.advice`, :func:`gradcheck.message.blame_text`, the seed), the whole error
+map of a leaf that has one (:func:`~gradcheck.report.plots.error_map_svg`; else its worst entries)
+and a sequence's error by time step.  A document with a gradient-flow
 study (``study``, :mod:`gradcheck.study`) gets a section of its own: the study's table, one plot
 of ‖∂L/∂h_t‖ per model, the fitted slopes against log η, and the truncation-bias curves.
 Templates are rendered by jinja2 with autoescaping on, so every string taken from the document
@@ -26,6 +33,7 @@ from typing import Any
 from gradcheck.message import advice, blame_text
 from gradcheck.report.document import as_session, write_text
 from gradcheck.report.plots import (
+    error_map_layout,
     error_map_svg,
     flow_svg,
     heatmap_svg,
@@ -35,13 +43,15 @@ from gradcheck.report.plots import (
     truncation_svg,
 )
 
-__all__ = ["MAX_DRILLDOWNS", "MAX_PLOTS", "render_html", "write_html"]
+__all__ = ["MAX_DRILLDOWNS", "MAX_PLOTS", "TOC_FAILURES", "render_html", "write_html"]
 
 #: Gradient-flow plots drawn at most (each is a few tens of kB); the others get their caption only.
 MAX_PLOTS = 100
 #: Failure drill-downs written at most (about 2 kB each); every failure keeps its table row, and
 #: the JSON document has them all.
 MAX_DRILLDOWNS = 500
+#: Failures' drill-downs linked from the contents at most (the overview lists them all).
+TOC_FAILURES = 12
 _AGREEMENTS = ("hand_vs_numeric", "hand_vs_autodiff", "numeric_vs_autodiff")
 _SLUG = re.compile(r"[^A-Za-z0-9_]+")
 _VERDICT_CLASS = re.compile(r"[^a-z]+")
@@ -62,6 +72,7 @@ def _environment() -> Any:
                              autoescape=autoescape, undefined=jinja2.ChainableUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _fmt
+    env.filters["finite"] = _finite
     env.filters["vclass"] = lambda v: _VERDICT_CLASS.sub("-", str(v).lower()).strip("-") or "unknown"
     return env
 
@@ -99,17 +110,42 @@ class _Ids:
         return name
 
 
+def _is_screened(leaf: Mapping[str, Any]) -> bool:
+    """Whether a leaf was checked along directional probes (``mode="directional"``, or probes)."""
+    return leaf.get("mode") == "directional" or bool(leaf.get("n_probes") or leaf.get("probes"))
+
+
+def _measured(leaf: Mapping[str, Any], key: str) -> bool:
+    """Whether an agreement of the leaf compared entries one by one."""
+    agree = leaf.get(key)
+    return isinstance(agree, Mapping) and bool(agree.get("n_compared"))
+
+
 def _screened(leaf: Mapping[str, Any]) -> str:
-    """``screened: 3 probes, power 6e-06`` for a leaf checked along probes only (no entry
-    compared one by one), else ``""``."""
-    n = int(leaf.get("n_probes") or len(leaf.get("probes") or []))
-    measured = any(isinstance(leaf.get(k), Mapping) and leaf[k].get("n_compared")
-                   for k in ("hand_vs_numeric", "hand_vs_autodiff"))
-    if not n or measured:
+    """``screened: 3 probes, power 6e-06`` for a leaf checked along probes (``""`` for one that was
+    not): what its error cells say where no entry was compared one by one."""
+    if not _is_screened(leaf):
         return ""
+    n = int(leaf.get("n_probes") or len(leaf.get("probes") or []))
     power = number(leaf.get("detection_power"))
-    shown = f", power {power:.2g}" if power is not None and math.isfinite(power) else ""
+    shown = f", power {_fmt(power, 2)}" if power is not None and math.isfinite(power) else ""
     return f"screened: {n} probe{'' if n == 1 else 's'}{shown}"
+
+
+def _agreements(leaf: Mapping[str, Any], references: list[str]) -> list[dict[str, str]]:
+    """The three error cells of a leaf.  A screened leaf's hand-vs-reference cell without
+    entry-by-entry numbers says how it was screened instead of a dash (for each reference the
+    check used; for the numeric one when the row does not say)."""
+    cells = [_agreement(leaf, k) for k in _AGREEMENTS]
+    screened = _screened(leaf)
+    if screened:
+        used = references or ["numeric"]
+        for n, key in enumerate(_AGREEMENTS[:2]):
+            if key.removeprefix("hand_vs_") in used and not _measured(leaf, key):
+                cells[n] = {"text": screened, "sort": "", "title": "checked along random directions "
+                            "⟨g, u⟩ only, no entry compared one by one; power: the smallest "
+                            "single-entry error it would have caught", "screened": "screened"}
+    return cells
 
 
 def _agreement(leaf: Mapping[str, Any], key: str) -> dict[str, str]:
@@ -125,10 +161,11 @@ def _agreement(leaf: Mapping[str, Any], key: str) -> dict[str, str]:
 
 
 def _tolerance(leaf: Mapping[str, Any]) -> str:
+    """The Tolerance cell: ``rtol 5.00e-07 · atol 2.89e-10`` (the dtype is a column of its own)."""
     tol = leaf.get("tolerance")
     if not isinstance(tol, Mapping):
         return "—"
-    return f"rtol {_fmt(tol.get('rtol'))} · atol {_fmt(tol.get('atol'))} ({tol.get('dtype', '?')})"
+    return f"rtol {_fmt(tol.get('rtol'))} · atol {_fmt(tol.get('atol'))}"
 
 
 def _power(leaf: Mapping[str, Any]) -> dict[str, str]:
@@ -159,27 +196,46 @@ JAX_SOURCES = {"array-api": "the forward on JAX arrays", "jax_fun": "the jax_fun
 KIND_BADGES = {"check_jvp": "JVP", "check_hvp": "H·v", "check_batched": "per-example"}
 
 
-def _short_diagnosis(d: Any) -> str:
-    """A diagnosis in a few words for the table: ``sign flip``, ``scale 0.5``, ``time step 0``."""
+def _ranges(indices: list[int]) -> str:
+    """``2–3, 7``: sorted indices as ranges, at most three of them shown."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    shown = ", ".join(str(lo) if lo == hi else f"{lo}–{hi}" for lo, hi in runs[:3])
+    return shown + ("…" if len(runs) > 3 else "")
+
+
+#: The words of each diagnosis kind with nothing more to say (the others name a factor or where).
+_KIND_WORDS = {"zero": "all zero", "sign_flip": "sign flip", "transpose": "transpose",
+               "shift": "shifted a step", "scattered": "scattered", "widespread": "widespread",
+               "sampled": "sampled entries", "single": "single entry"}
+
+
+def _short_diagnosis(d: Any, n_mismatched: Any = None) -> str:
+    """A diagnosis in a few words for the table: ``sign flip``, ``scale 0.5``, ``time step 0``,
+    ``rows 2–3``, ``3 entries`` (``""`` when there is none)."""
     if not isinstance(d, Mapping):
         return ""
     kind = str(d.get("kind") or "")
     factor = number(d.get("factor"))
-    indices = [i for i in d.get("indices") or [] if isinstance(i, int)]
-    where = ", ".join(map(str, indices[:4])) + ("…" if len(indices) > 4 else "")
-    if kind == "scale" and factor is not None:
+    indices = [i for i in d.get("indices") or [] if isinstance(i, int) and not isinstance(i, bool)]
+    if kind == "scale" and factor is not None and math.isfinite(factor):
         return f"scale {factor:.3g}"
-    if kind in ("rows", "columns", "time_steps") and where:
+    if kind in ("rows", "columns", "time_steps") and indices:
         word = {"rows": "row", "columns": "column", "time_steps": "time step"}[kind]
-        return f"{word}{'s' if len(indices) > 1 else ''} {where}"
+        return f"{word}{'s' if len(indices) > 1 else ''} {_ranges(indices)}"
     if kind == "entries":
-        n = len(d.get("indices") or [])
+        counted = isinstance(n_mismatched, int) and n_mismatched > 0
+        n = n_mismatched if counted else len(d.get("indices") or [])
         return f"{n} entr{'y' if n == 1 else 'ies'}" if n else "a few entries"
-    if kind == "shift":
-        return "shifted one step"
-    if kind == "clipped" and factor is not None:
+    if kind == "shift" and factor is not None and math.isfinite(factor):
+        return f"shifted {factor:+g} step{'' if abs(factor) == 1 else 's'}"
+    if kind == "clipped" and factor is not None and math.isfinite(factor):
         return f"clipped at ±{factor:.3g}"
-    return kind.replace("_", " ")
+    return _KIND_WORDS.get(kind, kind.replace("_", " "))
 
 
 def _blame(leaf: Mapping[str, Any]) -> dict[str, str]:
@@ -188,18 +244,38 @@ def _blame(leaf: Mapping[str, Any]) -> dict[str, str]:
     if not who:
         return {"text": "", "title": ""}
     d = leaf.get("diagnosis")
-    short = _short_diagnosis(d) if who == "hand" else ""
+    short = _short_diagnosis(d, leaf.get("n_mismatched")) if who == "hand" else ""
     summary = str(d.get("summary", "")) if isinstance(d, Mapping) else ""
     return {"text": f"{who}: {short}" if short else who, "title": summary}
 
 
-def _group(row: Mapping[str, Any]) -> str:
-    """The group a row belongs to: the test module (a pytest id's part before ``::``), the
-    audit's family, else the check's own name."""
+def _module(row: Mapping[str, Any]) -> str | None:
+    """The test module of a row with a pytest id (the part before ``::``), else ``None``."""
     test = str(row.get("test") or "")
-    if "::" in test:
-        return test.split("::", 1)[0]
-    return str(row.get("family") or row.get("module") or test or _check_name(row))
+    return test.split("::", 1)[0] if "::" in test else None
+
+
+def _function(test: str) -> str:
+    """``tests/x.py::TestA::test_f`` of ``tests/x.py::TestA::test_f[3-float32]``: the test id
+    without its parameters."""
+    return test.split("[", 1)[0]
+
+
+def _group_names(rows: list[Mapping[str, Any]]) -> list[str]:
+    """The group of each row: its test module (a pytest id's part before ``::``), or, when all
+    of a session's tests are in one module, its test function; the audit's family; else the
+    check's own name."""
+    modules = {m for m in map(_module, rows) if m is not None}
+    by_function = len(modules) == 1 and len({_function(str(r.get("test"))) for r in rows
+                                             if _module(r) is not None}) > 1
+    out = []
+    for row in rows:
+        module = _module(row)
+        if module is not None:
+            out.append(_function(str(row["test"])) if by_function else module)
+        else:
+            out.append(str(row.get("family") or row.get("module") or row.get("test") or _check_name(row)))
+    return out
 
 
 def _check_name(row: Mapping[str, Any]) -> str:
@@ -221,18 +297,15 @@ def _table_rows(row: Mapping[str, Any], anchor: str | None) -> Iterator[dict[str
     leaves = [leaf for leaf in row.get("leaves") or [] if isinstance(leaf, Mapping)]
     if not leaves:
         message = row.get("error") or ("no gradient check" if row.get("flows") else "no result")
-        yield {**base, "leaf": "", "message": str(message), "shape": "—", "dtype": "—", "tolerance": "—",
-               "power": _power({}),
+        yield {**base, "leaf": "", "message": str(message), "shape": "—", "dtype": "—",
+               "tolerance": "—", "power": _power({}),
                "agreements": [_agreement({}, k) for k in _AGREEMENTS],
                "verdict": str(row.get("verdict", "unknown")), "blame": {"text": "", "title": ""}}
         return
     ordered = sorted(leaves, key=lambda leaf: leaf.get("verdict") == "pass")  # failures first
     for leaf in ordered:
         shape = leaf.get("shape")
-        agreements = [_agreement(leaf, k) for k in _AGREEMENTS]
-        screened = _screened(leaf)
-        if screened:
-            agreements[0] = {**agreements[0], "text": screened, "screened": "screened"}
+        agreements = _agreements(leaf, [str(r) for r in row.get("references") or []])
         yield {**base, "leaf": str(leaf.get("name", "")), "message": "",
                "shape": ("×".join(map(str, shape)) or "scalar") if isinstance(shape, list) else "—",
                "dtype": str(leaf.get("dtype", "")), "tolerance": _tolerance(leaf), "power": _power(leaf),
@@ -259,11 +332,19 @@ def _drill_leaf(leaf: Mapping[str, Any], kind: str, prefix: str) -> dict[str, An
     """A failing leaf's drill-down: its whole error map when it has one (else the worst entries
     on the grid), the error per time step of a sequence, and the message's hint lines."""
     whole = error_map_svg(leaf, prefix + "map-")
+    shape = leaf.get("shape")
+    axis = leaf.get("time_axis")
+    layout = (error_map_layout([int(n) for n in shape], axis if isinstance(axis, int) else None)
+              if whole and isinstance(shape, list) else None)
+    em = leaf.get("error_map")
     return {"leaf": leaf, "error_map": whole, "heatmap": None if whole else heatmap_svg(leaf),
+            "map_layout": layout.note if layout else "",
+            "map_reference": str(em.get("reference") or "reference") if isinstance(em, Mapping) else "",
             "steps": step_errors_svg(leaf, prefix + "steps-"),
             "worst": leaf.get("worst") or [], "probes": leaf.get("probes") or [],
             "blame": blame_text(leaf.get("blame"), kind) if leaf.get("blame") else "",
-            "advice": advice(leaf, kind), "screened": _screened(leaf)}
+            "advice": advice(leaf, kind),
+            "screened": "" if any(_measured(leaf, k) for k in _AGREEMENTS[:2]) else _screened(leaf)}
 
 
 def _sources(row: Mapping[str, Any]) -> str:
@@ -399,7 +480,7 @@ def _context(doc: Mapping[str, Any]) -> dict[str, Any]:
         n_failed += failed
         flows.extend(_flows(row, counter))
     verdicts = sorted({r["verdict"] for r in table})
-    groups = _groups(rows, table)
+    groups = _groups(rows, table, ids)
     kinds: dict[str, int] = {}
     for row in rows:
         badge = KIND_BADGES.get(str(row.get("kind")))
@@ -412,20 +493,28 @@ def _context(doc: Mapping[str, Any]) -> dict[str, Any]:
             "doc": doc, "title": str(doc.get("title", "gradcheck")),
             "environment": dict(doc.get("environment") or {}), "counts": dict(doc.get("counts") or {}),
             "summary": _summary(rows), "table": table, "verdicts": verdicts, "n_checks": len(rows),
-            "drilldowns": drilldowns, "n_failed": n_failed, "flows": flows, "max_plots": MAX_PLOTS,
+            "drilldowns": drilldowns, "n_failed": n_failed, "toc_max": TOC_FAILURES, "flows": flows,
+            "max_plots": MAX_PLOTS,
             "study": _study(doc, ids), "run": _run(doc), "n_test_failed": n_test_failed}
 
 
-def _groups(rows: list[Mapping[str, Any]], table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _short_test(test: str) -> str:
+    """A pytest id without its module (``test_f[3]`` of ``tests/x.py::test_f[3]``): what the Test
+    cell of a group says, the group's summary naming the module."""
+    return test.split("::", 1)[1] if "::" in test else test
+
+
+def _groups(rows: list[Mapping[str, Any]], table: list[dict[str, Any]], ids: _Ids) -> list[dict[str, Any]]:
     """The agreement table split into groups (test module or family), with their counts; groups
     with failures first and open, the all-pass ones after and closed; in a group, the rows that
     did not pass first."""
     slots: dict[str, list[dict[str, Any]]] = {}
     at = 0
-    ids = _Ids()
-    for row in rows:
+    for row, name in zip(rows, _group_names(rows), strict=True):
         n = max(1, len([leaf for leaf in row.get("leaves") or [] if isinstance(leaf, Mapping)]))
-        slots.setdefault(_group(row), []).extend(table[at:at + n])
+        for r in table[at:at + n]:
+            r["test_short"] = _short_test(r["test"])
+        slots.setdefault(name, []).extend(table[at:at + n])
         at += n
     out = []
     for name, members in slots.items():

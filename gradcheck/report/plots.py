@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-__all__ = ["error_map_svg", "flow_svg", "heatmap_svg", "number", "prefix_svg_ids", "step_errors_svg",
-           "study_slope_svg", "truncation_svg"]
+__all__ = ["MapLayout", "error_map_layout", "error_map_svg", "flow_svg", "heatmap_svg", "number",
+           "prefix_svg_ids", "step_errors", "step_errors_svg", "study_slope_svg", "truncation_svg"]
 
 _ID = re.compile(r'\bid="([^"]+)"')
 _URL = re.compile(r"url\(#([^)\s]+)\)")
@@ -159,6 +159,54 @@ def _point_label(row: Mapping[str, Any]) -> str:
     return label.split(" ", 1)[1] if " " in label else label
 
 
+#: Where a point's label may go, tried in order: (dx, dy) in points from the point, and the
+#: label's alignment there.
+_LABEL_SPOTS = [(dx * sx, dy, ha) for dy in (3, -9, 12, -18, 21, -27, 30, -36)
+                for dx, sx, ha in ((4, 1, "left"), (4, -1, "right"))] + [(0, 8, "center"), (0, -14, "center")]
+
+
+def _place_labels(fig: Any, ax: Any, labels: Sequence[tuple[str, float, float, str]], *,
+                  avoid: Sequence[Any] = ()) -> None:
+    """Annotate points with labels that overlap neither each other, nor any point, nor the
+    ``avoid`` artists (a legend), nor the axes' edge: each label goes to the first free spot of
+    :data:`_LABEL_SPOTS` (measured by rendering), else to the least crowded one."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # type: ignore[no-untyped-call]
+    frame = ax.get_window_extent(renderer)
+    scale = fig.dpi / 72.0
+    taken = [a.get_window_extent(renderer) for a in avoid]
+    for _, x, y, _ in labels:
+        px, py = ax.transData.transform((x, y))
+        taken.append(Bbox.from_extents(px - 4 * scale, py - 4 * scale, px + 4 * scale, py + 4 * scale))
+    for text, x, y, colour in labels:
+        best: tuple[float, Any] | None = None
+        for dx, dy, ha in _LABEL_SPOTS:
+            note = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                               color=colour, ha=ha, va="bottom")
+            box = note.get_window_extent(renderer).padded(1.0 * scale)  # a point of air around it
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            crowd = sum(_overlap(box, other) for other in taken) + (0.0 if inside else box.width * box.height)
+            if best is None or crowd < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (crowd, note)
+            else:
+                note.remove()
+            if crowd == 0:
+                break
+        if best is not None:
+            taken.append(best[1].get_window_extent(renderer))
+
+
+def _overlap(a: Any, b: Any) -> float:
+    """The area two boxes share (0 when apart)."""
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
 def study_slope_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
                     threshold: float | None = None) -> str | None:
     """The study's fitted slope (± stderr) against log η, with the line slope = log η, as inline SVG.
@@ -189,7 +237,7 @@ def study_slope_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
         if threshold is not None and math.isfinite(threshold):
             ax.axhspan(-threshold, threshold, color="0.5", alpha=0.15, lw=0, label="stable band")
         seen: set[tuple[str, ...]] = set()
-        placed: list[tuple[float, float]] = []
+        labels: list[tuple[str, float, float, str]] = []
         for row, x, y, err in points:
             family = (str(row.get("kind", "")), str(row.get("activation", "")))
             marker, colour = _FAMILY_STYLE.get(family, _FAMILY_STYLE[()])
@@ -198,18 +246,15 @@ def study_slope_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
             ax.errorbar([float(x or 0.0)], [float(y or 0.0)], yerr=bar,
                         fmt=marker, color=colour, ms=5, capsize=2, label=None if family in seen else name)
             seen.add(family)
-            # labels of nearby points (an MLP's depths sit close together) are stacked, not overlaid
-            near = sum(1 for px, py in placed if abs(px - (x or 0.0)) < 0.25 and abs(py - (y or 0.0)) < 0.25)
-            placed.append((x or 0.0, y or 0.0))
-            ax.annotate(_point_label(row), (x or 0.0, y or 0.0), xytext=(4, 3 - 9 * near),
-                        textcoords="offset points", fontsize=7, color=colour)
+            labels.append((_point_label(row), float(x or 0.0), float(y or 0.0), colour))
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         ax.set_xlabel("log η  (η = σ_max·γ)")
         ax.set_ylabel("fitted slope of log‖∂L/∂h_t‖ per step back")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=7, frameon=False)
+        legend = ax.legend(loc="upper left", fontsize=7, frameon=False)
         fig.tight_layout()
+        _place_labels(fig, ax, labels, avoid=[legend])
         return _svg(fig, prefix)
 
 
@@ -311,6 +356,7 @@ def heatmap_svg(leaf: Mapping[str, Any]) -> str | None:
 #: a larger one is one embedded PNG of a pixel per entry (a few kB even at 4,096 entries).
 _MAP_CELLS = 256
 _GREY = (184, 190, 198)
+_BLANK = (246, 248, 250)  # past the last entry of a wrapped map
 
 
 def _png(pixels: Sequence[Sequence[tuple[int, int, int]]]) -> str:
@@ -355,63 +401,173 @@ def _log_frac(v: float, lo: float, hi: float) -> float:
     return min(1.0, math.log(v / lo) / math.log(hi / lo))
 
 
+#: A 1-D error map longer than this (or a grid too large to draw at 2 px a cell) is wrapped in
+#: rows of this many entries.
+_WRAP = 64
+_MAP_SIDE = 480  # the largest side of an error map, in px, before cells shrink to 2 px
+#: A leaf of 3 axes or more is drawn as small multiples (one grid per index of an axis) when
+#: that axis has at most this many indices.
+_MAX_PANELS = 32
+_PANEL_SIDE = 160  # the largest side of one small multiple, in px
+_PANEL_GAP = 10  # px between small multiples
+_LABEL_H = 12  # px above a small multiple for its label
+
+
+class MapLayout:
+    """How an error map is drawn: ``panels`` grids of ``rows × cols`` cells each, ``axis`` the
+    axis of the leaf that tells the panels apart (``None``: one panel), ``note`` what a row,
+    column and panel are, in words."""
+
+    def __init__(self, shape: Sequence[int], time_axis: int | None = None) -> None:
+        self.shape = [int(n) for n in shape]
+        self.n = math.prod(self.shape) if self.shape else 1
+        self.axis: int | None = None
+        ndim = len(self.shape)
+        self.time_axis = _norm_axis(time_axis, ndim)
+        if ndim <= 1:
+            self._flat("one row" if self.n <= _WRAP else None)
+            return
+        if ndim == 2:
+            self.panels, self.rows, self.cols = 1, self.shape[0], self.shape[1]
+            self.note = "rows down (axis 0), columns across (axis 1)"
+            if max(self.rows, self.cols) * 2 > 1.4 * _MAP_SIDE:
+                self._flat(None)
+            return
+        axis = self.time_axis if self.time_axis is not None else 0
+        rest = [a for a in range(ndim) if a != axis]
+        cols = self.shape[rest[-1]]
+        rows = self.n // max(self.shape[axis] * cols, 1)
+        if self.shape[axis] <= _MAX_PANELS and max(rows, cols) * 2 <= 1.4 * _PANEL_SIDE:
+            self.axis, self.panels, self.rows, self.cols = axis, self.shape[axis], rows, cols
+            what = "time step" if axis == self.time_axis else "index"
+            down = (f"axis {rest[0]}" if len(rest) == 2
+                    else "axes " + ", ".join(map(str, rest[:-1])) + " flattened in C order")
+            self.note = (f"one small grid per {what} (axis {axis}); in each, {down} down and "
+                         f"axis {rest[-1]} across")
+            return
+        self.panels, self.cols = 1, self.shape[-1]
+        self.rows = self.n // max(self.cols, 1)
+        lead = "×".join(map(str, self.shape[:-1]))
+        self.note = f"the last axis across, the other axes ({lead}) flattened down in C order"
+        if max(self.rows, self.cols) * 2 > 1.4 * _MAP_SIDE:
+            self._flat(None)
+
+    def _flat(self, note: str | None) -> None:
+        self.panels = 1
+        if note is not None:
+            self.rows, self.cols, self.note = 1, self.n, note
+        else:
+            self.rows, self.cols = -(-self.n // _WRAP), _WRAP
+            self.note = f"row-major, wrapped in rows of {_WRAP} entries"
+
+    def place(self, k: int) -> tuple[int, int, int]:
+        """``(panel, row, column)`` of the ``k``-th entry (row-major) of the leaf."""
+        if self.axis is None:
+            return (0, *divmod(k, self.cols))
+        index = _unravel(k, self.shape)
+        rest = [i for a, i in enumerate(index) if a != self.axis]
+        rest_shape = [n for a, n in enumerate(self.shape) if a != self.axis]
+        row = 0
+        for i, n in zip(rest[:-1], rest_shape[:-1], strict=True):
+            row = row * n + i
+        return index[self.axis], row, rest[-1]
+
+
+def error_map_layout(shape: Sequence[int], time_axis: int | None = None) -> MapLayout:
+    """How an error map of ``shape`` is drawn (see :class:`MapLayout`).
+
+    A 1-D leaf is one row (wrapped in rows of 64 entries when longer), a 2-D leaf its own grid,
+    a leaf of more axes one small grid per index of its time axis (axis 0 when it has none), or,
+    with too many of those, its last axis across and the others flattened down in C order; a
+    grid that would not fit at 2 px a cell is wrapped as the flat row-major list is.
+    """
+    return MapLayout(shape, time_axis)
+
+
 def error_map_svg(leaf: Mapping[str, Any], prefix: str) -> str | None:
     """Every entry's ``|hand − reference| / max|reference|`` of a failing leaf on its grid, on a
-    log colour scale with its legend; entries not measured are grey.
+    log colour scale with its legend; entries not measured are grey, exact agreement white.
 
-    A 1-D leaf is one row, a 2-D leaf its own grid, a leaf of more axes its last axis against
-    all the others flattened (row ``r`` is the index ``r`` of ``shape[:-1]`` in C order).
+    The layout is :func:`error_map_layout`'s.  Up to 256 entries are drawn cell by cell, each
+    with its index and value as a tooltip; more are embedded PNGs of a pixel per entry.
     ``None`` when the leaf has no error map (a passing leaf, more than 4,096 entries, an old
-    document).
+    document) or one that does not match its shape.
     """
     got = _map_values(leaf)
     if got is None:
         return None
     shape, values = got
-    cols = shape[-1] if shape else 1
-    rows = max(1, len(values) // max(cols, 1))
-    measured = [v for v in values if v is not None]
-    positive = [v for v in measured if v > 0]
+    layout = error_map_layout(shape, _norm_axis(leaf.get("time_axis"), len(shape)))
+    positive = [v for v in values if v is not None and v > 0]
     hi = max(positive, default=1.0)
-    lo = max(min(positive, default=hi), hi * 1e-12)
-    lo = min(lo, hi / 10)
-    size = max(2.0, min(24.0, _HEAT_SIZE / max(rows, cols)))
-    width, height = cols * size, rows * size
-    legend_w = max(width, 240.0)
+    lo = min(max(min(positive, default=hi), hi * 1e-12), hi / 10)
+    side = _PANEL_SIDE if layout.panels > 1 else _MAP_SIDE
+    size = max(2.0, min(24.0, side / max(layout.rows, layout.cols)))
+    pw, ph = layout.cols * size, layout.rows * size
+    top = _LABEL_H if layout.panels > 1 else 0.0
+    per_row = max(1, min(layout.panels, int((_MAP_SIDE + 160 + _PANEL_GAP) // (pw + _PANEL_GAP))))
+    grid_rows = -(-layout.panels // per_row)
+    origins = [((p % per_row) * (pw + _PANEL_GAP), (p // per_row) * (ph + top + _PANEL_GAP) + top)
+               for p in range(layout.panels)]
+    width = per_row * pw + (per_row - 1) * _PANEL_GAP
+    height = grid_rows * (ph + top) + (grid_rows - 1) * _PANEL_GAP
+    legend_w = max(width, 260.0)
     grad_id = f"{prefix}ramp"
     name = escape(str(leaf.get("name", "")))
     flat = "×".join(map(str, shape)) or "scalar"
     parts = [f'<svg {_SVG_NS} class="heat errmap" role="img" viewBox="-1 -1 {legend_w + 2:g} '
-             f'{height + 34:g}" width="{legend_w + 2:g}" height="{height + 34:g}"><title>relative '
-             f'error of every entry of {name} ({flat})</title>',
+             f'{height + 40:g}" width="{legend_w + 2:g}" height="{height + 40:g}"><title>relative '
+             f'error of every entry of {name} ({flat}), log colour scale</title>',
              f'<defs><linearGradient id="{grad_id}">'
              f'<stop offset="0" stop-color="{_colour(0.0)}"/><stop offset="1" stop-color="{_colour(1.0)}"/>'
              '</linearGradient></defs>']
+    for p, (x0, y0) in enumerate(origins):
+        if layout.panels > 1:
+            label = f"t = {p}" if layout.axis == layout.time_axis else f"[{p}]"
+            parts.append(f'<text class="panel" x="{x0:g}" y="{y0 - 3:g}" font-size="9">{label}</text>')
+        parts.append(f'<rect class="grid" x="{x0:g}" y="{y0:g}" width="{pw:g}" height="{ph:g}"/>')
     if len(values) <= _MAP_CELLS:
         for k, v in enumerate(values):
-            i, j = divmod(k, cols)
+            p, i, j = layout.place(k)
+            x0, y0 = origins[p]
             if v is None:
                 fill, cls, text = "#b8bec6", ' class="unmeasured"', "not measured"
             else:
                 fill, cls, text = _colour(_log_frac(v, lo, hi)) if v > 0 else "#ffffff", "", f"{v:.3g}"
-            parts.append(f'<rect{cls} x="{j * size:g}" y="{i * size:g}" width="{size:g}" '
+            parts.append(f'<rect{cls} x="{x0 + j * size:g}" y="{y0 + i * size:g}" width="{size:g}" '
                          f'height="{size:g}" fill="{fill}"><title>{_index_text(k, shape)}: {text}'
                          '</title></rect>')
     else:
-        pixels = [[_GREY if v is None else _rgb(_log_frac(v, lo, hi)) if v > 0 else (255, 255, 255)
-                   for v in values[i * cols:(i + 1) * cols]] for i in range(rows)]
-        parts.append(f'<image class="pixels" x="0" y="0" width="{width:g}" height="{height:g}" '
-                     f'preserveAspectRatio="none" style="image-rendering: pixelated" '
-                     f'href="data:image/png;base64,{_png(pixels)}"/>')
+        canvases = [[[_BLANK] * layout.cols for _ in range(layout.rows)] for _ in range(layout.panels)]
+        for k, v in enumerate(values):
+            p, i, j = layout.place(k)
+            canvases[p][i][j] = (_GREY if v is None else _rgb(_log_frac(v, lo, hi)) if v > 0
+                                 else (255, 255, 255))
+        for (x0, y0), pixels in zip(origins, canvases, strict=True):
+            parts.append(f'<image class="pixels" x="{x0:g}" y="{y0:g}" width="{pw:g}" height="{ph:g}" '
+                         f'preserveAspectRatio="none" style="image-rendering: pixelated" '
+                         f'href="data:image/png;base64,{_png(pixels)}"><title>{layout.rows}×{layout.cols} '
+                         'entries, one pixel each</title></image>')
     y0 = height + 8
-    parts.append(f'<rect x="0" y="{y0:g}" width="{legend_w * 0.6:g}" height="8" fill="url(#{grad_id})"/>')
-    parts.append(f'<text x="0" y="{y0 + 22:g}" font-size="9">{lo:.1e}</text>'
-                 f'<text x="{legend_w * 0.6:g}" y="{y0 + 22:g}" font-size="9" '
-                 f'text-anchor="end">{hi:.1e}</text>'
+    bar = legend_w * 0.6
+    parts.append(f'<rect x="0" y="{y0:g}" width="{bar:g}" height="8" fill="url(#{grad_id})"/>')
+    parts.append(f'<text x="0" y="{y0 + 20:g}" font-size="9">{lo:.1e}</text>'
+                 f'<text x="{bar / 2:g}" y="{y0 + 20:g}" font-size="9" text-anchor="middle">log scale</text>'
+                 f'<text x="{bar:g}" y="{y0 + 20:g}" font-size="9" text-anchor="end">{hi:.1e}</text>'
                  f'<rect x="{legend_w * 0.65:g}" y="{y0:g}" width="8" height="8" fill="#b8bec6"/>'
-                 f'<text x="{legend_w * 0.65 + 11:g}" y="{y0 + 8:g}" font-size="9">not measured</text>')
+                 f'<text x="{legend_w * 0.65 + 11:g}" y="{y0 + 8:g}" font-size="9">not measured</text>'
+                 f'<rect x="{legend_w * 0.65:g}" y="{y0 + 12:g}" width="8" height="8" fill="#ffffff" '
+                 'stroke="#b8bec6"/>'
+                 f'<text x="{legend_w * 0.65 + 11:g}" y="{y0 + 20:g}" font-size="9">exact (0)</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _norm_axis(axis: Any, ndim: int) -> int | None:
+    """``axis`` as a non-negative axis of an ``ndim``-array, or ``None`` when it is not one."""
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
+        return None
+    return axis % ndim
 
 
 def _unravel(k: int, shape: Sequence[int]) -> tuple[int, ...]:

@@ -52,6 +52,12 @@
   var toggles = Array.prototype.slice.call(document.querySelectorAll("#toggles input[data-outcome]"));
   document.getElementById("controls").hidden = false;
 
+  // A row's text, with the whole test id its first cell may show only the end of.
+  function searchable(row) {
+    var full = row.cells[0].getAttribute("title") || "";
+    return (full + " " + row.textContent).toLowerCase();
+  }
+
   function applyFilter() {
     var text = filter.value.trim().toLowerCase();
     var want = verdict.value;
@@ -62,7 +68,7 @@
       var v = row.getAttribute("data-verdict");
       var match = want === "test-failed" ? row.hasAttribute("data-test-failed") : v === want;
       var ok = (!want || match) && !off[v] &&
-        (!text || row.textContent.toLowerCase().indexOf(text) !== -1);
+        (!text || searchable(row).indexOf(text) !== -1);
       row.hidden = !ok;
       if (ok) { n += 1; }
     });
