@@ -203,15 +203,20 @@ class _Hand:
         self.what = f"{getattr(hvp, '__name__', 'hvp')}(params, v, *args)"
         self.__name__ = getattr(hvp, "__name__", "hvp")
 
+    def direction(self, params: Any, d: Sequence[Any]) -> Any:
+        """``d`` as the pytree ``hvp`` receives: in the dtypes of the parameters it is called at
+        (a float32 product gets a float32 ``v``, exact: the directions are representable)."""
+        dtypes = [np.asarray(leaf.value).dtype for leaf in flatten(params)[0]]
+        return self.g.treedef.unflatten([np.array(x, dtype=t if t.kind == "f" else np.float64)
+                                         for x, t in zip(d, dtypes, strict=True)])
+
     def __call__(self, params: Any, *args_and_v: Any) -> Any:
         *args, flat = args_and_v
-        return self.hvp(params, self.g.treedef.unflatten([np.array(x) for x in _split(flat, self.g.shapes)]),
-                        *args)
+        return self.hvp(params, self.direction(params, _split(flat, self.g.shapes)), *args)
 
     def along(self, params: Any, args: Sequence[Any], d: list[np.ndarray], where: str) -> list[np.ndarray]:
-        got = hy.call_user(self.hvp, self.what, hy.copy_tree(params),
-                           self.g.treedef.unflatten([x.copy() for x in d]), *hy.copy_tree(list(args)),
-                           where=where)
+        got = hy.call_user(self.hvp, self.what, hy.copy_tree(params), self.direction(params, d),
+                           *hy.copy_tree(list(args)), where=where)
         hand, _ = hy.validate_hand(got, list(self.g.names), list(self.g.shapes), what=self.what)
         return [np.asarray(h, np.float64) for h in hand]
 
@@ -223,7 +228,10 @@ def _symmetry(hand: _Hand, params: Any, args: Sequence[Any], v: list[np.ndarray]
     b = _dot(v, hand.along(params, args, u, "checking the symmetry of H·v"))
     if a == b or abs(a - b) <= rtol * max(abs(a), abs(b), 1e-300):
         return None
-    return (f"the hand H·v is not symmetric: ⟨u, H v⟩ = {a:.6g} but ⟨v, H u⟩ = {b:.6g} for two "
+    rel = abs(a - b) / max(abs(a), abs(b))
+    digits = min(17, max(6, 2 - int(np.floor(np.log10(rel))))) if rel > 0 else 17  # not "1.77 but 1.77"
+    return (f"the hand H·v is not symmetric: ⟨u, H v⟩ = {a:.{digits}g} but ⟨v, H u⟩ = {b:.{digits}g} "
+            f"(relative difference {rel:.2g}) for two "
             "seeded directions u, v (a Hessian is symmetric: is a cross term differentiated in one "
             "order only, or a term of one block missing from the other?)")
 

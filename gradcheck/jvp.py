@@ -96,13 +96,19 @@ def _columns(jvp: Callable[..., Any], cot: Sequence[np.ndarray], shapes: Sequenc
         out = []
         for k, value in enumerate(values):
             col = np.zeros(value.size)
+            native: list[np.dtype[Any]] = []
             for i in range(value.size):
                 tangent = [np.zeros_like(v) for v in values]
-                tangent[k].reshape(-1)[i] = 1
+                tangent[k].flat[i] = 1  # C order whatever the layout (reshape copies F order)
                 got = hy.call_user(jvp, what, params, treedef.unflatten(tangent), *args,
                                    where="computing the hand JVP")
                 col[i] = float(np.asarray(_checked_tangent(got, cot, shapes, what)))
-            out.append(col.reshape(value.shape))
+                native += [np.asarray(leaf.value).dtype for leaf in flatten(got)[0]]
+            # the columns in the dtype the JVP computed in (a float32 JVP's are float32), not the
+            # float64 of their contraction with ȳ: the leaf's dtype and tolerances are the user's
+            floats = [d for d in native if d.kind == "f"]
+            dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+            out.append(col.reshape(value.shape).astype(dtype))
         return treedef.unflatten(out)
 
     grad.__name__ = getattr(jvp, "__name__", "jvp")
