@@ -19,6 +19,20 @@ Backward (hand-derived numpy; ``dy = ∂L/∂y``, ``dnet = ∂L/∂net``, same s
     leaky_relu:  g'(net) = 1 if net > 0 else alpha       dnet = dy ⊙ g'(net)
     softmax:     ∂y_k/∂net_j = y_k (δ_kj - y_j)          dnet = y ⊙ (dy - Σ_k dy_k y_k)
 
+Forward mode and second order (hand-derived numpy; ``ṅ`` a tangent of ``net``, ``ḋy`` one of
+``dy``; ``R{·}`` is Pearlmutter's operator, the directional derivative along the tangent)::
+
+    jvp:           ẏ = g'(net) ⊙ ṅ                   softmax: ẏ = y ⊙ (ṅ - Σ_k y_k ṅ_k)
+    g'':           identity 0,  sigmoid y (1 - y)(1 - 2y),  tanh -2y (1 - y²),
+                   relu 0,  leaky_relu 0     (softmax: not elementwise, NotImplementedError)
+    backward_jvp:  R{dnet} = ḋy ⊙ g'(net) + dy ⊙ g''(net) ⊙ ṅ            (elementwise g)
+                   softmax, with ẏ = y ⊙ (ṅ - Σ y ṅ) and s = Σ_k dy_k y_k:
+                   R{dnet} = ẏ ⊙ (dy - s) + y ⊙ (ḋy - Σ_k (ḋy_k y_k + dy_k ẏ_k))
+
+``backward_jvp`` is what Pearlmutter's R-operator needs to carry a Hessian-vector product
+through a layer: the derivative of ``backward(net, y, dy)`` when ``net`` moves along ``ṅ`` and
+``dy`` along ``ḋy`` (see ``reference.dense.Dense.sse_hvp``).
+
 Notes:
     ReLU and leaky ReLU are not differentiable at ``net == 0``.  This module takes the
     subgradient on the *left*: ``g'(0) = 0`` for ReLU and ``g'(0) = alpha`` for leaky ReLU, and the
@@ -30,9 +44,14 @@ Notes:
     neither overflows nor loses relative accuracy in either tail.  The softmax subtracts the row
     maximum first; softmax is invariant to that shift, so the derivative is unchanged.
 
+    ReLU's and leaky ReLU's ``g''`` is 0 away from the kink (at it the second derivative does
+    not exist; 0 is what JAX's ``jvp`` of ``grad`` of the ``where`` forward gives too).
+
 References:
     Jiang Guo, "BackPropagation Through Time" (2013), eqs. 13-15
     (``/work/shared/background/001_*.txt``).
+    B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6(1),
+    1994 (the R-operator).
 """
 
 from __future__ import annotations
@@ -85,12 +104,59 @@ class Activation(ABC):
     def derivative(self, x: NDArray, y: NDArray) -> NDArray:
         """Return the elementwise ``g'(x)`` (numpy) given ``x`` and ``y = g(x)``; shape of ``x``."""
 
+    def second_derivative(self, x: NDArray, y: NDArray) -> NDArray:
+        """Return the elementwise ``g''(x)`` (numpy) given ``x`` and ``y = g(x)``; shape of ``x``.
+
+        Raises:
+            NotImplementedError: for an activation that does not define it (a subclass written
+                before second order was needed); the built-in elementwise ones all do.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no second_derivative(x, y): Hessian-vector products "
+            "through it need g''"
+        )
+
     def backward(self, x: NDArray, y: NDArray, dy: NDArray) -> NDArray:
         """Return ``dx = ∂L/∂x`` given ``x``, ``y = g(x)`` and ``dy = ∂L/∂y`` (all one shape).
 
         For an elementwise activation ``dx = dy ⊙ g'(x)``; the result has the dtype of ``x``.
         """
         return np.asarray(dy * self.derivative(x, y), dtype=np.result_type(x))
+
+    def jvp(self, x: NDArray, y: NDArray, dx: NDArray) -> NDArray:
+        """Return the output tangent ``ẏ = g'(x) ⊙ ẋ`` for the input tangent ``dx = ẋ``.
+
+        Args:
+            x: the input, shape ``(..., D)``.
+            y: ``g(x)``, same shape.
+            dx: the tangent ``ẋ`` of ``x``, same shape.
+
+        Returns:
+            ``ẏ``, the dtype of ``x``.
+        """
+        return np.asarray(dx * self.derivative(x, y), dtype=np.result_type(x))
+
+    def backward_jvp(
+        self, x: NDArray, y: NDArray, dy: NDArray, dx: NDArray, ddy: NDArray
+    ) -> NDArray:
+        """Return ``R{∂L/∂x}``: the derivative of :meth:`backward` along ``(x, dy) → (ẋ, ḋy)``.
+
+        For an elementwise activation ``R{∂L/∂x} = ḋy ⊙ g'(x) + dy ⊙ g''(x) ⊙ ẋ`` (the product
+        rule on ``dy ⊙ g'(x)``), with ``ẋ = dx`` and ``ḋy = ddy``; the second term is the one a
+        Gauss–Newton product drops.
+
+        Args:
+            x: the input, shape ``(..., D)``.
+            y: ``g(x)``, same shape.
+            dy: ``∂L/∂y``, same shape.
+            dx: the tangent ``ẋ`` of ``x`` (``R{x}``), same shape.
+            ddy: the tangent ``ḋy`` of ``dy`` (``R{dy}``), same shape.
+
+        Returns:
+            ``R{∂L/∂x}``, the dtype of ``x``.
+        """
+        r = ddy * self.derivative(x, y) + dy * self.second_derivative(x, y) * dx
+        return np.asarray(r, dtype=np.result_type(x))
 
     def as_layer(self) -> ActivationLayer:
         """Return this activation as a parameter-free layer (see :class:`ActivationLayer`)."""
@@ -109,10 +175,17 @@ class Identity(Activation):
     def derivative(self, x: NDArray, y: NDArray) -> NDArray:
         return np.ones_like(x)
 
+    def second_derivative(self, x: NDArray, y: NDArray) -> NDArray:
+        """``g''(x) = 0``."""
+        return np.zeros_like(x)
+
 
 @dataclass(frozen=True, slots=True)
 class Sigmoid(Activation):
-    """``y = 1 / (1 + exp(-x))``; ``g'(x) = y (1 - y)`` (eqs. 13-14), computed from ``y``."""
+    """``y = 1 / (1 + exp(-x))``; ``g'(x) = y (1 - y)`` (eqs. 13-14), computed from ``y``.
+
+    ``g''(x) = y (1 - y)(1 - 2y)`` (the derivative of ``y - y²`` is ``(1 - 2y) g'``).
+    """
 
     name: ClassVar[str] = "sigmoid"
 
@@ -124,10 +197,14 @@ class Sigmoid(Activation):
         gprime: NDArray = y * (1 - y)
         return gprime
 
+    def second_derivative(self, x: NDArray, y: NDArray) -> NDArray:
+        g2: NDArray = y * (1 - y) * (1 - 2 * y)
+        return g2
+
 
 @dataclass(frozen=True, slots=True)
 class Tanh(Activation):
-    """``y = tanh(x)``; ``g'(x) = 1 - y²``, computed from ``y``."""
+    """``y = tanh(x)``; ``g'(x) = 1 - y²``, ``g''(x) = -2y (1 - y²)``, computed from ``y``."""
 
     name: ClassVar[str] = "tanh"
 
@@ -136,6 +213,10 @@ class Tanh(Activation):
 
     def derivative(self, x: NDArray, y: NDArray) -> NDArray:
         return 1 - y * y
+
+    def second_derivative(self, x: NDArray, y: NDArray) -> NDArray:
+        g2: NDArray = -2 * y * (1 - y * y)
+        return g2
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +231,10 @@ class ReLU(Activation):
 
     def derivative(self, x: NDArray, y: NDArray) -> NDArray:
         return (x > 0).astype(np.result_type(x))
+
+    def second_derivative(self, x: NDArray, y: NDArray) -> NDArray:
+        """``g''(x) = 0`` (piecewise linear; undefined at the kink, taken as 0 there too)."""
+        return np.zeros_like(x)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +255,20 @@ class LeakyReLU(Activation):
         one = np.ones_like(x)
         return np.where(x > 0, one, self.alpha * one)
 
+    def second_derivative(self, x: NDArray, y: NDArray) -> NDArray:
+        """``g''(x) = 0`` (piecewise linear; undefined at the kink, taken as 0 there too)."""
+        return np.zeros_like(x)
+
 
 @dataclass(frozen=True, slots=True)
 class Softmax(Activation):
     """``y_k = exp(x_k) / Σ_q exp(x_q)`` over the last axis (eq. 15).
 
     Not elementwise: the Jacobian is ``∂y_k/∂x_j = y_k (δ_kj - y_j)``, so the backward is the
-    vector-Jacobian product ``dx = y ⊙ (dy - Σ_k dy_k y_k)`` (sum over the last axis, kept).
+    vector-Jacobian product ``dx = y ⊙ (dy - Σ_k dy_k y_k)`` (sum over the last axis, kept), the
+    JVP is ``ẏ = y ⊙ (ẋ - Σ_k y_k ẋ_k)`` (the Jacobian is symmetric), and the R-operator of the
+    backward is, with ``s = Σ_k dy_k y_k``,
+    ``R{dx} = ẏ ⊙ (dy - s) + y ⊙ (ḋy - Σ_k (ḋy_k y_k + dy_k ẏ_k))``.
     """
 
     name: ClassVar[str] = "softmax"
@@ -190,9 +282,36 @@ class Softmax(Activation):
     def derivative(self, x: NDArray, y: NDArray) -> NDArray:
         raise TypeError("softmax is not elementwise: it has no g'(x); use backward(x, y, dy)")
 
+    def second_derivative(self, x: NDArray, y: NDArray) -> NDArray:
+        """Not defined: raises :class:`NotImplementedError`.
+
+        The softmax couples the entries of a row, so its second derivative is the 3-tensor
+        ``∂²y_k/∂x_i∂x_j = y_k[(δ_ki - y_i)(δ_kj - y_j) - y_i(δ_ij - y_j)]``, not an elementwise
+        ``g''`` of the shape of ``x``; :meth:`backward_jvp` contracts it with the tangents
+        instead, which is all an R-operator needs.
+        """
+        raise NotImplementedError(
+            "softmax is not elementwise: its second derivative is a 3-tensor "
+            "∂²y_k/∂x_i∂x_j, not a g''(x) of x's shape; use backward_jvp(x, y, dy, dx, ddy), "
+            "which contracts it with the tangents"
+        )
+
     def backward(self, x: NDArray, y: NDArray, dy: NDArray) -> NDArray:
         dx = y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
         return np.asarray(dx, dtype=np.result_type(x))
+
+    def jvp(self, x: NDArray, y: NDArray, dx: NDArray) -> NDArray:
+        dy = y * (dx - np.sum(y * dx, axis=-1, keepdims=True))
+        return np.asarray(dy, dtype=np.result_type(x))
+
+    def backward_jvp(
+        self, x: NDArray, y: NDArray, dy: NDArray, dx: NDArray, ddy: NDArray
+    ) -> NDArray:
+        ry = y * (dx - np.sum(y * dx, axis=-1, keepdims=True))  # R{y}
+        s = np.sum(dy * y, axis=-1, keepdims=True)
+        rs = np.sum(ddy * y + dy * ry, axis=-1, keepdims=True)  # R{s}
+        r = ry * (dy - s) + y * (ddy - rs)
+        return np.asarray(r, dtype=np.result_type(x))
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -248,6 +367,23 @@ class ActivationLayer:
         act = get_activation(self.activation)
         x = np.asarray(x)
         return {}, act.backward(x, act.forward(x), np.asarray(dy))
+
+    def jvp(
+        self, params: Params, x: NDArray, dparams: Params, dx: NDArray | None = None
+    ) -> NDArray:
+        """Return the output tangent ``ẏ = activation.jvp(x, g(x), ẋ)``; ``params == dparams == {}``.
+
+        ``dx = None`` means a zero input tangent (then ``ẏ = 0``).
+        """
+        if dparams:
+            raise ValueError(f"an activation layer has no parameters; got tangents {sorted(dparams)}")
+        act = get_activation(self.activation)
+        x = np.asarray(x)
+        if dx is None:
+            return np.zeros_like(x)
+        if np.shape(dx) != x.shape:
+            raise ValueError(f"dx has shape {np.shape(dx)}; x has {x.shape}")
+        return act.jvp(x, act.forward(x), np.asarray(dx))
 
 
 def make_case(

@@ -32,10 +32,24 @@ Backward of ``L = sum_t <dy_t, y_t>`` (BPTT; ``dh_{T→T-1} = 0``)::
     ∂L/∂Wn = Σ_t x_tᵀ da_n    ∂L/∂Un = Σ_t (r ⊙ h_{t-1})ᵀ da_n    ∂L/∂bn = Σ da_n
     ∂L/∂x_t = da_z Wzᵀ + da_r Wrᵀ + da_n Wnᵀ
     ∂L/∂Wy = Σ_t h_tᵀ dy_t    ∂L/∂by = Σ dy_t    ∂L/∂h0 = Σ_batch dh_{0→-1}
+
+Truncated BPTT(τ) (``GRU(truncation=τ)``, as ``reference.rnn.ElmanRNN``'s; Williams & Peng
+1990): the error of output ``y_t'`` goes back through at most τ cell steps, i.e. it is
+differentiated through the window unrolled from ``stop_gradient(h_{t'-τ})`` (from the leaf
+``h0`` when ``t'-τ < 0``).  With ``dh_k^{(t')}`` the part of ∂ℓ_{t'}/∂h_k that is kept::
+
+    dh_{t'}^{(t')}  = dy_{t'} Wyᵀ
+    dh_{k-1}^{(t')} = dh_{k→k-1} of the cell backward at k given dh_k^{(t')}   for t'-τ+1 < k <= t'
+    da_{z,r,n}(k)  = Σ_{t'=k}^{min(k+τ-1, T-1)} da_{z,r,n}(k)^{(t')}
+
+and the nine gate gradients and ∂L/∂x_k are the BPTT formulas with these; ``Wy`` and ``by``
+(one-step, explicit) are exact; ``h0`` only collects the outputs ``y_0 … y_{τ-1}``; ``dx_k`` only
+``y_k … y_{k+τ-1}``.  τ ≥ T is full BPTT.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -44,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reference._xp import namespace
+from reference.rnn import validate_truncation
 
 __all__ = ["GRU", "GRUStep", "make_case"]
 
@@ -78,6 +93,12 @@ class GRU:
     ``bz``, ``br``, ``bn`` (H,); ``Wy`` (H, K); ``by`` (K,); ``h0`` (H,); ``y`` (T, B, K).
     Equations: see the module docstring.
 
+    Args:
+        truncation: ``None`` for full BPTT, or ``τ >= 1`` for truncated BPTT(τ) (module
+            docstring).  A deliberate deviation: with τ < T the hand gradient is, on purpose,
+            not the gradient of the forward, and a gradient check reports it as a wrong backward
+            on the nine gate parameters, ``h0`` and ``x`` (``Wy``, ``by`` stay exact).
+
     References:
         K. Cho et al., "Learning phrase representations using RNN encoder-decoder for
         statistical machine translation", EMNLP 2014 (eqs. 5-8).
@@ -90,6 +111,20 @@ class GRU:
         >>> y.shape, dparams["Un"].shape, deltas.shape
         ((3, 2, 2), (4, 4), (3, 2, 4))
     """
+
+    truncation: int | None = None
+
+    def __post_init__(self) -> None:
+        validate_truncation(self.truncation)
+
+    def with_truncation(self, truncation: int | None) -> GRU:
+        """The same layer with BPTT truncated to ``truncation`` steps (``None``: full BPTT).
+
+        Examples:
+            >>> GRU().with_truncation(3)
+            GRU(truncation=3)
+        """
+        return dataclasses.replace(self, truncation=truncation)
 
     # ----------------------------------------------------------------------------- forward
     def cell_forward(self, params: dict[str, Array], h_prev: Array, x_t: Array) -> Array:
@@ -212,7 +247,7 @@ class GRU:
     def bptt(
         self, params: dict[str, Array], x: Array, dy: Array
     ) -> tuple[dict[str, NDArray], NDArray, NDArray]:
-        """Full backpropagation through time.
+        """Backpropagation through time (BPTT(τ) when ``truncation`` is set).
 
         Args:
             params: as in :meth:`forward`.
@@ -222,7 +257,8 @@ class GRU:
         Returns:
             ``(dparams, dx, deltas)``: ``dparams`` keyed and shaped like ``params``; ``dx``
             (T, B, D); ``deltas`` (T, B, H) with ``deltas[t] = ∂L/∂h_t``, the total derivative
-            through all later steps.
+            through all later steps (with truncation, the truncated analogue
+            ``Σ_{t'=t}^{t+τ-1} dh_t^{(t')}`` of the module docstring).
         """
         p = {k: np.asarray(params[k]) for k in _PARAM_KEYS}
         x, dy = np.asarray(x), np.asarray(dy)
@@ -230,6 +266,10 @@ class GRU:
         g = {k: np.zeros_like(v) for k, v in p.items()}
         dx = np.zeros_like(x)
         deltas = np.zeros(dy.shape[:2] + p["h0"].shape, dtype=p["h0"].dtype)
+        if self.truncation is not None:
+            self._truncated_bptt(p, steps, dy, g, dx, deltas, self.truncation)
+            dparams = {k: g[k].astype(p[k].dtype, copy=False) for k in _PARAM_KEYS}
+            return dparams, dx.astype(x.dtype, copy=False), deltas
         dh_next = np.zeros_like(deltas[0])
         for t in reversed(range(x.shape[0])):
             s = steps[t]
@@ -244,6 +284,33 @@ class GRU:
         g["h0"] += dh_next.sum(axis=0)
         dparams = {k: g[k].astype(p[k].dtype, copy=False) for k in _PARAM_KEYS}
         return dparams, dx.astype(x.dtype, copy=False), deltas
+
+    def _truncated_bptt(
+        self,
+        p: dict[str, NDArray],
+        steps: list[GRUStep],
+        dy: NDArray,
+        g: dict[str, NDArray],
+        dx: NDArray,
+        deltas: NDArray,
+        tau: int,
+    ) -> None:
+        """BPTT(τ) into ``g``, ``dx`` and ``deltas`` (in place): each output's error walks back
+        through at most τ cell steps (module docstring)."""
+        for t in reversed(range(len(steps))):  # source step: the error of y_t ...
+            s = steps[t]
+            h_t = (1.0 - s.z) * s.n + s.z * s.h_prev
+            g["Wy"] += h_t.T @ dy[t]
+            g["by"] += dy[t].sum(axis=0)
+            dh = dy[t] @ p["Wy"].T
+            for k in range(t, max(t - tau, -1), -1):  # ... reaches h_t .. h_{t-τ+1}
+                deltas[k] += dh
+                cell, dh, dx_k = self.cell_backward(p, steps[k], dh)
+                dx[k] += dx_k
+                for key, v in cell.items():
+                    g[key] += v
+                if k == 0:
+                    g["h0"] += dh.sum(axis=0)
 
     def backward(
         self, params: dict[str, Array], x: Array, dy: Array
@@ -271,6 +338,7 @@ def make_case(
     D: int = 3,
     H: int = 4,
     K: int = 2,
+    truncation: int | None = None,
 ) -> tuple[GRU, dict[str, NDArray], NDArray]:
     """A small well-conditioned random case ``(layer, params, x)`` (the GRU is smooth: no kinks).
 
@@ -283,8 +351,10 @@ def make_case(
         H: hidden width (``Uz``, ``Ur``, ``Un`` (H, H); biases and ``h0`` (H,); ``Wy`` (H, K)).
         K: output width (``Wy.shape[1]``, ``by``; ``y`` is (T, B, K)).
 
+        truncation: the layer's ``τ`` (``None`` = full BPTT).
+
     Returns:
-        ``(GRU(), params, x)`` with ``x`` of shape (T, B, D).
+        ``(GRU(truncation), params, x)`` with ``x`` of shape (T, B, D).
     """
     params: dict[str, NDArray] = {}
     for gate in "zrn":
@@ -296,4 +366,4 @@ def make_case(
     params["h0"] = 0.5 * rng.standard_normal(H)
     x = rng.standard_normal((T, B, D))
     ordered = {k: params[k].astype(dtype) for k in _PARAM_KEYS}
-    return GRU(), ordered, x.astype(dtype)
+    return GRU(truncation), ordered, x.astype(dtype)

@@ -18,6 +18,17 @@ Forward (written once with ``xp``) and backward (hand-derived numpy, ``dy = ∂C
                    C = -Σ ln softmax(z)[label]    (integer labels)
                                                               dz = softmax(z) - onehot(label)
 
+Second order (hand-derived numpy): ``hvp(y, d, v) = ∇²_y C · v``, the derivative of the backward
+along a tangent ``v`` of ``y`` (Pearlmutter's ``R{dy}``; the loss's Hessian ``H_ℓ`` in a
+Gauss–Newton product ``Jᵀ H_ℓ J``)::
+
+    SSE            H v = v
+    MSE            H v = (2/N) v
+    BCE            H v = [d / y² + (1 - d) / (1 - y)²] ⊙ v
+    sigmoid BCE    H v = σ(z)(1 - σ(z)) ⊙ v
+    softmax CE     H v = (Σ_k d_k) · p ⊙ (v - Σ_k p_k v_k),   p = softmax(z)
+                       (= (diag(p) - p pᵀ) v per row; Σ_k d_k = 1 for labels and one-hot rows)
+
 ``reduction="sum"`` (the default, as in eqs. 5 and 16) sums over every entry;
 ``reduction="mean"`` divides the sum (and the gradient) by the number of samples ``n``, the
 leading axis, keeping the sum over the other axes (for ``(n, T, K)`` sequences: summed over time,
@@ -113,6 +124,27 @@ class Loss(ABC):
         g = self._grad(y, np.asarray(d)) * self._scale(y)
         return np.asarray(g, dtype=y.dtype)
 
+    def _hvp(self, y: NDArray, d: NDArray, v: NDArray) -> NDArray:
+        """``∇²_y (summed loss) · v`` (numpy), before the reduction's scale."""
+        raise NotImplementedError(f"{type(self).__name__} defines no Hessian-vector product")
+
+    def hvp(self, y: NDArray, d: NDArray, v: NDArray) -> NDArray:
+        """Return ``∇²_y C · v`` (numpy): the derivative of :meth:`backward` along ``v``.
+
+        Args:
+            y: the network output, shape ``(n, ..., K)``.
+            d: the target (as in :meth:`forward`).
+            v: a tangent of ``y``, shaped like ``y``.
+
+        Returns:
+            ``H_ℓ v`` shaped like ``y``, in the dtype of ``y`` (see the module docstring).
+        """
+        y = np.asarray(y)
+        if np.shape(v) != y.shape:
+            raise ValueError(f"v has shape {np.shape(v)}; y has {y.shape}")
+        h = self._hvp(y, np.asarray(d), np.asarray(v)) * self._scale(y)
+        return np.asarray(h, dtype=y.dtype)
+
 
 def _like(d: Array, y: Array) -> Array:
     """``d`` as an array of ``y``'s namespace and dtype (so float32 stays float32)."""
@@ -131,6 +163,9 @@ class SSE(Loss):
 
     def _grad(self, y: NDArray, d: NDArray) -> NDArray:
         return y - d
+
+    def _hvp(self, y: NDArray, d: NDArray, v: NDArray) -> NDArray:
+        return v
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +189,9 @@ class MSE(Loss):
     def _grad(self, y: NDArray, d: NDArray) -> NDArray:
         return (2.0 / y.size) * (y - d)
 
+    def _hvp(self, y: NDArray, d: NDArray, v: NDArray) -> NDArray:
+        return (2.0 / y.size) * v
+
 
 @dataclass(frozen=True, slots=True)
 class BinaryCrossEntropy(Loss):
@@ -174,6 +212,10 @@ class BinaryCrossEntropy(Loss):
         g: NDArray = (y - d) / (y * (1 - y))
         return g
 
+    def _hvp(self, y: NDArray, d: NDArray, v: NDArray) -> NDArray:
+        h: NDArray = (d / (y * y) + (1 - d) / ((1 - y) * (1 - y))) * v
+        return h
+
 
 @dataclass(frozen=True, slots=True)
 class SigmoidBinaryCrossEntropy(Loss):
@@ -192,6 +234,11 @@ class SigmoidBinaryCrossEntropy(Loss):
     def _grad(self, y: NDArray, d: NDArray) -> NDArray:
         g: NDArray = Sigmoid().forward(y) - d
         return g
+
+    def _hvp(self, y: NDArray, d: NDArray, v: NDArray) -> NDArray:
+        s = Sigmoid().forward(y)
+        h: NDArray = s * (1 - s) * v
+        return h
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +283,12 @@ class SoftmaxCrossEntropy(Loss):
             return g_labels
         g: NDArray = p * np.sum(d, axis=-1, keepdims=True) - d
         return g
+
+    def _hvp(self, y: NDArray, d: NDArray, v: NDArray) -> NDArray:
+        p: NDArray = Softmax().forward(y)
+        mass = 1.0 if self._labels(y, d) else np.sum(d, axis=-1, keepdims=True)
+        h: NDArray = mass * p * (v - np.sum(p * v, axis=-1, keepdims=True))
+        return h
 
 
 LOSSES: dict[str, Loss] = {

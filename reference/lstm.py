@@ -35,10 +35,25 @@ Backward of ``L = sum_t <dy_t, y_t>`` (BPTT; ``dh_T = dc_T = 0``)::
     ∂L/∂x_t = dz_t Wxᵀ
     ∂L/∂Wy = Σ_t h_tᵀ dy_t   ∂L/∂by = Σ_{t,batch} dy_t
     ∂L/∂h0 = Σ_batch dh_{0→-1}   ∂L/∂c0 = Σ_batch dc_{0→-1}
+
+Truncated BPTT(τ) (``LSTM(truncation=τ)``, as ``reference.rnn.ElmanRNN``'s; Williams & Peng
+1990): the error of output ``y_t'`` goes back through at most τ cell steps, along *both* the
+hidden and the cell-state carry, i.e. it is differentiated through the window unrolled from
+``stop_gradient([h_{t'-τ} | c_{t'-τ}])`` (from the leaves ``h0``, ``c0`` when ``t'-τ < 0``)::
+
+    (dh_{t'}^{(t')}, dc_{t'→}^{(t')}) = (dy_{t'} Wyᵀ, 0)
+    cell backward at k with (dh_k^{(t')}, dc_{k+1→k}^{(t')}) gives dz_k^{(t')},
+        dh_{k-1}^{(t')} = dh_{k→k-1},  dc_{k→k-1}^{(t')} = dc ⊙ f        for t'-τ+1 < k <= t'
+    dz_k = Σ_{t'=k}^{min(k+τ-1, T-1)} dz_k^{(t')}
+
+and ∂L/∂Wx, ∂L/∂Wh, ∂L/∂b, ∂L/∂x_k are the BPTT formulas with these ``dz_k``; ``Wy`` and
+``by`` (one-step, explicit) are exact; ``h0`` and ``c0`` only collect the outputs
+``y_0 … y_{τ-1}``; ``dx_k`` only the outputs ``y_k … y_{k+τ-1}``.  τ ≥ T is full BPTT.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -47,6 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reference._xp import namespace
+from reference.rnn import validate_truncation
 
 __all__ = ["LSTM", "LSTMStep", "make_case"]
 
@@ -81,6 +97,12 @@ class LSTM:
     ``by`` (K,), ``h0`` (H,), ``c0`` (H,); ``y`` (T, B, K).  Gate order i, f, g, o.
     Equations: see the module docstring.
 
+    Args:
+        truncation: ``None`` for full BPTT, or ``τ >= 1`` for truncated BPTT(τ) (module
+            docstring).  A deliberate deviation: with τ < T the hand gradient is, on purpose,
+            not the gradient of the forward, and a gradient check reports it as a wrong backward
+            on ``Wx``, ``Wh``, ``b``, ``h0``, ``c0`` and ``x`` (``Wy``, ``by`` stay exact).
+
     References:
         S. Hochreiter and J. Schmidhuber, "Long short-term memory", Neural Computation 9(8),
         1997; F. Gers, J. Schmidhuber, F. Cummins, "Learning to forget", 2000 (forget gate).
@@ -93,6 +115,20 @@ class LSTM:
         >>> y.shape, dparams["Wh"].shape, deltas.shape
         ((3, 2, 2), (4, 16), (3, 2, 4))
     """
+
+    truncation: int | None = None
+
+    def __post_init__(self) -> None:
+        validate_truncation(self.truncation)
+
+    def with_truncation(self, truncation: int | None) -> LSTM:
+        """The same layer with BPTT truncated to ``truncation`` steps (``None``: full BPTT).
+
+        Examples:
+            >>> LSTM().with_truncation(3)
+            LSTM(truncation=3)
+        """
+        return dataclasses.replace(self, truncation=truncation)
 
     # ----------------------------------------------------------------------------- forward
     def cell_forward(
@@ -237,7 +273,7 @@ class LSTM:
     def bptt(
         self, params: dict[str, Array], x: Array, dy: Array
     ) -> tuple[dict[str, NDArray], NDArray, NDArray]:
-        """Full backpropagation through time, hidden and cell state.
+        """Backpropagation through time, hidden and cell state (BPTT(τ) when ``truncation``).
 
         Args:
             params: as in :meth:`forward`.
@@ -247,7 +283,8 @@ class LSTM:
         Returns:
             ``(dparams, dx, deltas)``: ``dparams`` keyed and shaped like ``params``; ``dx``
             (T, B, D); ``deltas`` (T, B, H) with ``deltas[t] = ∂L/∂h_t``, the total derivative
-            through all later steps (the cell-state gradient is internal).
+            through all later steps (the cell-state gradient is internal; with truncation the
+            truncated analogue ``Σ_{t'=t}^{t+τ-1} dh_t^{(t')}`` of the module docstring).
         """
         p = {k: np.asarray(params[k]) for k in _PARAM_KEYS}
         x, dy = np.asarray(x), np.asarray(dy)
@@ -255,6 +292,10 @@ class LSTM:
         g = {k: np.zeros_like(v) for k, v in p.items()}
         dx = np.zeros_like(x)
         deltas = np.zeros(dy.shape[:2] + p["h0"].shape, dtype=p["h0"].dtype)
+        if self.truncation is not None:
+            self._truncated_bptt(p, steps, dy, g, dx, deltas, self.truncation)
+            dparams = {k: g[k].astype(p[k].dtype, copy=False) for k in _PARAM_KEYS}
+            return dparams, dx.astype(x.dtype, copy=False), deltas
         dh_next = np.zeros_like(deltas[0])
         dc_next = np.zeros_like(deltas[0])
         for t in reversed(range(x.shape[0])):
@@ -270,6 +311,33 @@ class LSTM:
         g["c0"] += dc_next.sum(axis=0)
         dparams = {k: g[k].astype(p[k].dtype, copy=False) for k in _PARAM_KEYS}
         return dparams, dx.astype(x.dtype, copy=False), deltas
+
+    def _truncated_bptt(
+        self,
+        p: dict[str, NDArray],
+        steps: list[LSTMStep],
+        dy: NDArray,
+        g: dict[str, NDArray],
+        dx: NDArray,
+        deltas: NDArray,
+        tau: int,
+    ) -> None:
+        """BPTT(τ) into ``g``, ``dx`` and ``deltas`` (in place): each output's error walks back
+        through at most τ cell steps, hidden and cell carry together (module docstring)."""
+        for t in reversed(range(len(steps))):  # source step: the error of y_t ...
+            s = steps[t]
+            g["Wy"] += (s.o * s.tanh_c).T @ dy[t]
+            g["by"] += dy[t].sum(axis=0)
+            dh, dc = dy[t] @ p["Wy"].T, np.zeros_like(deltas[0])
+            for k in range(t, max(t - tau, -1), -1):  # ... reaches h_t, c_t .. h_{t-τ+1}, c_{t-τ+1}
+                deltas[k] += dh
+                cell, dh, dc, dx_k = self.cell_backward(p, steps[k], dh, dc)
+                dx[k] += dx_k
+                for key, v in cell.items():
+                    g[key] += v
+                if k == 0:
+                    g["h0"] += dh.sum(axis=0)
+                    g["c0"] += dc.sum(axis=0)
 
     def backward(
         self, params: dict[str, Array], x: Array, dy: Array
@@ -298,6 +366,7 @@ def make_case(
     H: int = 4,
     K: int = 2,
     forget_bias: float = 1.0,
+    truncation: int | None = None,
 ) -> tuple[LSTM, dict[str, NDArray], NDArray]:
     """A small well-conditioned random case ``(layer, params, x)`` (the LSTM is smooth: no kinks).
 
@@ -312,8 +381,10 @@ def make_case(
         K: output width (``Wy.shape[1]``, ``by``; ``y`` is (T, B, K)).
         forget_bias: added to the forget-gate block of ``b`` (the usual "remember" init).
 
+        truncation: the layer's ``τ`` (``None`` = full BPTT).
+
     Returns:
-        ``(LSTM(), params, x)`` with ``x`` of shape (T, B, D).
+        ``(LSTM(truncation), params, x)`` with ``x`` of shape (T, B, D).
     """
     b = 0.1 * rng.standard_normal(4 * H)
     b[H : 2 * H] += forget_bias
@@ -327,4 +398,4 @@ def make_case(
         "c0": 0.5 * rng.standard_normal(H),
     }
     x = rng.standard_normal((T, B, D))
-    return LSTM(), {k: v.astype(dtype) for k, v in params.items()}, x.astype(dtype)
+    return LSTM(truncation), {k: v.astype(dtype) for k, v in params.items()}, x.astype(dtype)

@@ -23,6 +23,41 @@ Backward (hand-derived numpy; ``delta_i = ∂L/∂net_i``, ``dy = ∂L/∂y``)::
                                db_i = Σ_p delta_i[p]      (summed over the batch)
     input gradient:            dx = delta_0 W_0ᵀ
 
+Forward mode (hand-derived numpy; a dot marks a tangent, ``Ẇ_i = dparams["W{i}"]``)::
+
+    ȧ_0 = ẋ                        (zero when dx is None)
+    ṅet_i = ȧ_i W_i + a_i Ẇ_i + ḃ_i
+    ȧ_{i+1} = f_i'(net_i) ⊙ ṅet_i     (f_i.jvp; softmax's Jacobian for a softmax)
+    ẏ = ȧ_L                                                                      jvp
+
+(``jvp_fun(layer, x) -> (fun, jvp)`` gives it the signatures of ``gradcheck.check_jvp(fun,
+jvp, params)``, ``x`` fixed.)
+
+Second order, for a loss ``ℓ(y, d)`` of the output (``ℓ`` summed squared error
+``½ Σ (y - t)²``, or softmax cross-entropy ``(1/B) Σ_p -ln softmax(y_p)[label_p]``: the *mean*
+over the batch, ``y`` the logits).  With ``g_{i+1} = ∂ℓ/∂a_{i+1}`` (``g_L = dy = ∂ℓ/∂y``),
+``delta_i = f_i.backward(net_i, a_{i+1}, g_{i+1})`` and ``g_i = delta_i W_iᵀ`` as above, and
+Pearlmutter's R-operator along ``v = {"W{i}": V_Wi, "b{i}": V_bi}`` (``R{a_0} = R{x} = 0``)::
+
+    R{net_i}   = R{a_i} W_i + a_i V_Wi + V_bi                        forward pass
+    R{a_{i+1}} = f_i'(net_i) ⊙ R{net_i}
+    R{dy}      = H_ℓ R{y}        SSE: R{y};  xent: (1/B) p ⊙ (R{y} - Σ_k p_k R{y}_k),
+                                 p = softmax(y) (H_ℓ = (diag(p_p) - p_p p_pᵀ)/B per example)
+    R{delta_i} = R{g_{i+1}} ⊙ f_i'(net_i) + g_{i+1} ⊙ f_i''(net_i) ⊙ R{net_i}
+                                 (f_i.backward_jvp)                  backward pass
+    R{g_i}     = R{delta_i} W_iᵀ + delta_i V_Wiᵀ
+    (H v)_{W_i} = R{dW_i} = R{a_i}ᵀ delta_i + a_iᵀ R{delta_i}                   sse_hvp, xent_hvp
+    (H v)_{b_i} = R{db_i} = Σ_p R{delta_i}[p]
+
+The Gauss–Newton (generalised Gauss–Newton, Schraudolph 2002) product ``G v = Jᵀ H_ℓ J v``,
+``J = ∂y/∂θ``: ``J v = R{y}`` from the forward pass above, ``u = H_ℓ R{y}``, and ``Jᵀ u`` is the
+ordinary backward of ``u`` as if it were ``dy``                            sse_gnvp, xent_gnvp
+
+``G`` is positive semi-definite (``H_ℓ`` is, for both losses) and equals the Hessian only where
+the network is linear in the parameters (one affine layer with identity output) or ``dy = 0``:
+it drops ``Σ_{p,k} ∂ℓ/∂y_pk ∂²y_pk/∂θ²``, i.e. the ``g_{i+1} ⊙ f_i''`` terms, the coupling
+``delta_i V_Wiᵀ`` and the ``R{a_i}ᵀ delta_i`` term of the R-operator backward.
+
 Notes:
     ``delta_i`` here is ``+∂L/∂net_i``; Guo's δ is its negative.  ``backward_with_deltas`` returns
     every ``delta_i`` too, for gradient-flow analyses through depth.
@@ -31,6 +66,9 @@ References:
     Jiang Guo, "BackPropagation Through Time" (2013), eqs. 1-11
     (``/work/shared/background/001_*.txt``); the four steps of backpropagation in
     ``/work/shared/background/000_*.txt``.
+    B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6(1),
+    1994.  N. N. Schraudolph, "Fast curvature matrix-vector products for second-order gradient
+    descent", Neural Computation 14(7), 2002.
 """
 
 from __future__ import annotations
@@ -44,8 +82,24 @@ import numpy as np
 import numpy.typing as npt
 
 from reference.activations import Activation, get_activation
+from reference.dense import _input_tangent, _jvp_problem, _output_hvp, check_tangents
+from reference.losses import SSE, Loss, SoftmaxCrossEntropy
 
-__all__ = ["MLP", "init_params", "make_case", "n_layers"]
+__all__ = [
+    "MLP",
+    "init_params",
+    "jvp_fun",
+    "make_case",
+    "n_layers",
+    "sse_gnvp",
+    "sse_grad",
+    "sse_hvp",
+    "sse_loss",
+    "xent_gnvp",
+    "xent_grad",
+    "xent_hvp",
+    "xent_loss",
+]
 
 Array = Any  # a numpy or a JAX array
 NDArray = npt.NDArray[Any]
@@ -70,6 +124,11 @@ def n_layers(params: Params) -> int:
 @dataclass(frozen=True, slots=True)
 class MLP:
     """``y = g(... f_1(f_0(x W0 + b0) W1 + b1) ... W{L-1} + b{L-1})``; see the module docstring.
+
+    Backward: :meth:`backward` / :meth:`backward_with_deltas`; forward mode: :meth:`jvp`
+    (:meth:`jvp_with_tangents`); second order: ``sse_*`` (``½ Σ (y - t)²``) and ``xent_*``
+    (mean softmax cross-entropy of the logits ``y``), each with ``_loss``, ``_grad``, ``_hvp``
+    (Pearlmutter's R-operator) and ``_gnvp`` (Gauss–Newton ``Jᵀ H_ℓ J v``).
 
     Attributes:
         hidden_activation: the activation ``f_i`` of every hidden layer ``i < L-1`` (a name or an
@@ -148,6 +207,255 @@ class MLP:
         """Return ``(dparams, dx)``: :meth:`backward_with_deltas` without the deltas."""
         dparams, dx, _ = self.backward_with_deltas(params, x, dy)
         return dparams, dx
+
+    # ------------------------------------------------------------------------ forward mode
+    def jvp_with_tangents(
+        self, params: Params, x: NDArray, dparams: Params, dx: NDArray | None = None
+    ) -> tuple[list[NDArray], list[NDArray], list[NDArray], list[NDArray]]:
+        """The forward pass with its tangents: ``(a, net, ȧ, ṅet)`` (numpy).
+
+        ``a`` and ``net`` as in :meth:`forward_cache`; ``ȧ = [ȧ_0, ..., ȧ_L]`` and
+        ``ṅet = [ṅet_0, ..., ṅet_{L-1}]``, shaped alike, by the module docstring's recursion.
+        ``ȧ_0 = dx`` (zeros when ``dx`` is ``None``).
+        """
+        fs = self.activations(n_layers(params))
+        t = check_tangents(params, dparams)
+        a, net = self.forward_cache(params, x)
+        ddx = _input_tangent(a[0], dx)
+        da = [np.zeros_like(a[0]) if ddx is None else ddx]
+        dnet: list[NDArray] = []
+        for i, f in enumerate(fs):
+            dnet.append(da[i] @ np.asarray(params[f"W{i}"]) + a[i] @ t[f"W{i}"] + t[f"b{i}"])
+            da.append(f.jvp(net[i], a[i + 1], dnet[i]))
+        return a, net, da, dnet
+
+    def jvp(
+        self, params: Params, x: NDArray, dparams: Params, dx: NDArray | None = None
+    ) -> NDArray:
+        """Return the output tangent ``ẏ = J_θ·dparams + J_x·dx`` of :meth:`forward` (numpy).
+
+        Args:
+            params: ``{"W{i}": (D_i, D_{i+1}), "b{i}": (D_{i+1},)}`` for ``i < L``.
+            x: the input, ``(B, D_0)``.
+            dparams: the parameter tangents, every key of ``params`` with its shape.
+            dx: the input tangent ``ẋ``, ``(B, D_0)``, or ``None`` for zero.
+
+        Returns:
+            ``ẏ = ȧ_L``, ``(B, D_L)``, in the dtype of the forward's output.
+        """
+        a, _, da, _ = self.jvp_with_tangents(params, x, dparams, dx)
+        return da[-1].astype(a[-1].dtype, copy=False)
+
+    # ------------------------------------------------------------------------ second order
+    def _loss_grad(self, params: Params, x: NDArray, d: NDArray, loss: Loss) -> Params:
+        y = self.forward_cache(params, x)[0][-1]
+        return self.backward(params, x, loss.backward(y, d))[0]
+
+    def _loss_hvp(self, params: Params, v: Params, x: NDArray, d: NDArray, loss: Loss) -> Params:
+        """``H v`` by the R-operator for ``ℓ = loss(y, d)`` (the module docstring)."""
+        fs = self.activations(n_layers(params))
+        t = check_tangents(params, v, "v")
+        a, net, ra, rnet = self.jvp_with_tangents(params, x, t)
+        W = [np.asarray(params[f"W{i}"]) for i in range(len(fs))]
+        g, rg = loss.backward(a[-1], d), _output_hvp(loss, a[-1], d, ra[-1])  # g_L = dy, R{dy}
+        out: Params = {}
+        for i in reversed(range(len(fs))):
+            delta = fs[i].backward(net[i], a[i + 1], g)
+            r_delta = fs[i].backward_jvp(net[i], a[i + 1], g, rnet[i], rg)
+            out[f"W{i}"] = (ra[i].T @ delta + a[i].T @ r_delta).astype(W[i].dtype)
+            out[f"b{i}"] = r_delta.sum(axis=0).astype(np.asarray(params[f"b{i}"]).dtype)
+            g, rg = delta @ W[i].T, r_delta @ W[i].T + delta @ t[f"W{i}"].T
+        return {k: out[k] for k in params}
+
+    def _loss_gnvp(self, params: Params, v: Params, x: NDArray, d: NDArray, loss: Loss) -> Params:
+        """``Jᵀ H_ℓ J v``: ``J v = R{y}``, ``u = H_ℓ R{y}``, then the backward of ``u``."""
+        a, _, ra, _ = self.jvp_with_tangents(params, x, check_tangents(params, v, "v"))
+        return self.backward(params, x, _output_hvp(loss, a[-1], d, ra[-1]))[0]
+
+    def sse_loss(self, params: Params, x: Array, target: Array) -> Array:
+        """``ℓ = ½ Σ (y - t)²`` with ``y = forward(params, x)``: a 0-d array, numpy or JAX."""
+        return SSE().forward(self.forward(params, x), target)
+
+    def sse_grad(self, params: Params, x: NDArray, target: NDArray) -> Params:
+        """The hand gradient of :meth:`sse_loss`: the backward of ``dy = y - t``."""
+        return self._loss_grad(params, np.asarray(x), target, SSE())
+
+    def sse_hvp(self, params: Params, v: Params, x: NDArray, target: NDArray) -> Params:
+        """``H v`` of :meth:`sse_loss` by Pearlmutter's R-operator, ``R{dy} = R{y}``.
+
+        Args:
+            params: the MLP parameters.
+            v: the direction, keyed and shaped like ``params``.
+            x: the input, ``(B, D_0)``.
+            target: ``t``, ``(B, D_L)``.
+
+        Returns:
+            ``H v``, keyed, shaped and typed like ``params`` (equations: the module docstring).
+        """
+        return self._loss_hvp(params, v, np.asarray(x), target, SSE())
+
+    def sse_gnvp(self, params: Params, v: Params, x: NDArray, target: NDArray) -> Params:
+        """The Gauss–Newton product ``Jᵀ J v`` of :meth:`sse_loss` (``H_ℓ = I``); PSD."""
+        return self._loss_gnvp(params, v, np.asarray(x), target, SSE())
+
+    def _xent(self) -> SoftmaxCrossEntropy:
+        if get_activation(self.output_activation).name == "softmax":
+            raise ValueError(
+                "xent_* apply the softmax inside the loss: build the MLP with a non-softmax "
+                "output_activation (its output are the logits)"
+            )
+        return SoftmaxCrossEntropy(reduction="mean")
+
+    def xent_loss(self, params: Params, x: Array, labels: Array) -> Array:
+        """``ℓ = (1/B) Σ_p -ln softmax(y_p)[label_p]``, ``y`` the logits: 0-d, numpy or JAX.
+
+        The *mean* over the batch (``SoftmaxCrossEntropy(reduction="mean")``).  ``labels`` are
+        integers of shape ``(B,)`` (probability rows of shape ``(B, D_L)`` work too).
+
+        Raises:
+            ValueError: when the output activation is a softmax (the loss applies it).
+        """
+        return self._xent().forward(self.forward(params, x), labels)
+
+    def xent_grad(self, params: Params, x: NDArray, labels: NDArray) -> Params:
+        """The hand gradient of :meth:`xent_loss`: the backward of ``dy = (p - onehot)/B``."""
+        return self._loss_grad(params, np.asarray(x), labels, self._xent())
+
+    def xent_hvp(self, params: Params, v: Params, x: NDArray, labels: NDArray) -> Params:
+        """The true ``H v`` of :meth:`xent_loss` by the R-operator.
+
+        ``R{dy} = (1/B) p ⊙ (R{y} - Σ_k p_k R{y}_k)``, then the R-operator backward of the
+        module docstring (with every second-order term, unlike :meth:`xent_gnvp`).
+        """
+        return self._loss_hvp(params, v, np.asarray(x), labels, self._xent())
+
+    def xent_gnvp(self, params: Params, v: Params, x: NDArray, labels: NDArray) -> Params:
+        """The Gauss–Newton product ``G v = Jᵀ H_ℓ J v`` of :meth:`xent_loss`.
+
+        ``H_ℓ = (diag(p_p) - p_p p_pᵀ)/B`` per example (the Hessian of the mean cross-entropy in
+        the logits), ``J = ∂y/∂θ``: ``u = H_ℓ R{y}`` back-propagated as ``dy``.  Positive
+        semi-definite.  It is *not* the Hessian: it equals :meth:`xent_hvp` only where the
+        network is linear in the parameters, dropping ``Σ_{p,k} ∂ℓ/∂y_pk ∂²y_pk/∂θ²``.
+        """
+        return self._loss_gnvp(params, v, np.asarray(x), labels, self._xent())
+
+
+Hidden = str | Activation | tuple[str | Activation, ...]
+
+
+def jvp_fun(layer: MLP, x: Array) -> tuple[Any, Any]:
+    """``(fun, jvp)`` for ``gradcheck.check_jvp(fun, jvp, params)``: the network at a fixed input.
+
+    ``fun(params) = layer.forward(params, x)`` (written with ``xp``: JAX differentiates it) and
+    ``jvp(params, t) = layer.jvp(params, x, t)`` (the hand ``ẏ = ȧ_L``, ``ẋ = 0``).
+
+    Examples:
+        >>> layer, params, x = make_case(np.random.default_rng(0), sizes=(2, 3, 1))
+        >>> fun, jvp = jvp_fun(layer, x)
+        >>> jvp(params, {k: np.ones_like(v) for k, v in params.items()}).shape
+        (3, 1)
+    """
+    return _jvp_problem(layer, x)
+
+
+def sse_loss(
+    params: Params,
+    x: Array,
+    target: Array,
+    *,
+    hidden_activation: Hidden = "tanh",
+    output_activation: str | Activation = "identity",
+) -> Array:
+    """``½ Σ (y - t)²`` of ``MLP(hidden_activation, output_activation)``: :meth:`MLP.sse_loss`."""
+    return MLP(hidden_activation, output_activation).sse_loss(params, x, target)
+
+
+def sse_grad(
+    params: Params,
+    x: NDArray,
+    target: NDArray,
+    *,
+    hidden_activation: Hidden = "tanh",
+    output_activation: str | Activation = "identity",
+) -> Params:
+    """The hand gradient of :func:`sse_loss`: :meth:`MLP.sse_grad`."""
+    return MLP(hidden_activation, output_activation).sse_grad(params, x, target)
+
+
+def sse_hvp(
+    params: Params,
+    v: Params,
+    x: NDArray,
+    target: NDArray,
+    *,
+    hidden_activation: Hidden = "tanh",
+    output_activation: str | Activation = "identity",
+) -> Params:
+    """``H v`` of :func:`sse_loss` by the R-operator: :meth:`MLP.sse_hvp`."""
+    return MLP(hidden_activation, output_activation).sse_hvp(params, v, x, target)
+
+
+def sse_gnvp(
+    params: Params,
+    v: Params,
+    x: NDArray,
+    target: NDArray,
+    *,
+    hidden_activation: Hidden = "tanh",
+    output_activation: str | Activation = "identity",
+) -> Params:
+    """The Gauss–Newton product ``Jᵀ J v`` of :func:`sse_loss`: :meth:`MLP.sse_gnvp`."""
+    return MLP(hidden_activation, output_activation).sse_gnvp(params, v, x, target)
+
+
+def xent_loss(
+    params: Params,
+    x: Array,
+    labels: Array,
+    *,
+    hidden_activation: Hidden = "tanh",
+    output_activation: str | Activation = "identity",
+) -> Array:
+    """Mean softmax cross-entropy of the logits: :meth:`MLP.xent_loss`."""
+    return MLP(hidden_activation, output_activation).xent_loss(params, x, labels)
+
+
+def xent_grad(
+    params: Params,
+    x: NDArray,
+    labels: NDArray,
+    *,
+    hidden_activation: Hidden = "tanh",
+    output_activation: str | Activation = "identity",
+) -> Params:
+    """The hand gradient of :func:`xent_loss`: :meth:`MLP.xent_grad`."""
+    return MLP(hidden_activation, output_activation).xent_grad(params, x, labels)
+
+
+def xent_hvp(
+    params: Params,
+    v: Params,
+    x: NDArray,
+    labels: NDArray,
+    *,
+    hidden_activation: Hidden = "tanh",
+    output_activation: str | Activation = "identity",
+) -> Params:
+    """The true ``H v`` of :func:`xent_loss` by the R-operator: :meth:`MLP.xent_hvp`."""
+    return MLP(hidden_activation, output_activation).xent_hvp(params, v, x, labels)
+
+
+def xent_gnvp(
+    params: Params,
+    v: Params,
+    x: NDArray,
+    labels: NDArray,
+    *,
+    hidden_activation: Hidden = "tanh",
+    output_activation: str | Activation = "identity",
+) -> Params:
+    """The Gauss–Newton product ``Jᵀ H_ℓ J v`` of :func:`xent_loss`: :meth:`MLP.xent_gnvp`."""
+    return MLP(hidden_activation, output_activation).xent_gnvp(params, v, x, labels)
 
 
 def init_params(

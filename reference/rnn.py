@@ -32,6 +32,25 @@ Backward of ``L = sum_t <dy_t, y_t>`` (full BPTT, eqs. 19 and 26-28 in row form)
 
     f'(a) = 1 - s²  (tanh),  s (1 - s)  (sigmoid),  [s > 0]  (relu)
 
+Forward mode (real-time recurrent learning along one tangent; a dot marks a tangent,
+``V̇ = dparams["V"]`` etc., ``ẋ_t = dx[t]``; the sensitivities are carried *forward* in time
+with the states, nothing is stored)::
+
+    ṡ_{-1} = ḣ0                                   (broadcast to (B, H))
+    ȧ_t    = ẋ_t V + x_t V̇ + ṡ_{t-1} U + s_{t-1} U̇ + ḃ
+    ṡ_t    = f'(a_t) ⊙ ȧ_t                        (f' from s_t, as in the backward)
+    ẏ_t    = ṡ_t W + s_t Ẇ + ċ                    the output tangent, (T, B, K)
+
+The term ``ṡ_{t-1} U`` is the recurrent carry of the sensitivity; the others are the explicit,
+one-step dependence on the tangents of step t.  This is Williams & Zipser's RTRL restricted to
+one direction: full RTRL carries the whole sensitivity matrix ``P_t = ∂s_t/∂θ`` (H × |θ|, with
+|θ| = O(H²) recurrent weights), ``P_t = diag(f'(a_t)) (Uᵀ P_{t-1} + ∂a_t/∂θ|explicit)``, which
+costs O(H⁴) time per step and O(H³) memory for n = H hidden units, against BPTT's O(H²) per
+step and O(T·H) memory of stored states (and an O(T) backward sweep).  A JVP along one tangent
+is the O(H²)-per-step special case: ``ṡ_t = P_t θ̇``, never forming ``P_t``.
+(``ElmanRNN.rtrl`` / ``ElmanRNN.jvp``; ``jvp_fun(layer, x) -> (fun, jvp)`` gives it the
+signatures of ``gradcheck.check_jvp(fun, jvp, params)``, ``x`` fixed.)
+
 Relation to the document's column notation: the document writes net(t) = V x(t) + U s(t-1) + b
 with column vectors (``v_ji`` is the weight from input i to hidden unit j), so each matrix here is
 the transpose of the document's and every product is read right-to-left there, left-to-right
@@ -53,14 +72,29 @@ import numpy as np
 import numpy.typing as npt
 
 from reference._xp import namespace
+from reference.dense import _input_tangent, _jvp_problem, check_tangents
 
-__all__ = ["Activation", "ElmanRNN", "make_case"]
+__all__ = ["Activation", "ElmanRNN", "jvp_fun", "make_case", "validate_truncation"]
 
 Array = Any  # a numpy array, or a jax.numpy array (possibly a tracer) in the forward
 NDArray = npt.NDArray[Any]
 Activation = Literal["tanh", "sigmoid", "relu"]
 _ACTIVATIONS: tuple[str, ...] = ("tanh", "sigmoid", "relu")
 _PARAM_KEYS: tuple[str, ...] = ("V", "U", "W", "b", "c", "h0")
+
+
+def validate_truncation(truncation: object) -> None:
+    """Check a BPTT(τ) truncation: ``None`` (full BPTT) or an int ``τ >= 1`` (not a bool).
+
+    Raises:
+        ValueError: for anything else, naming the value.
+    """
+    if truncation is not None and (
+        isinstance(truncation, bool)
+        or not isinstance(truncation, int | np.integer)
+        or truncation < 1
+    ):
+        raise ValueError(f"truncation={truncation!r} must be None (full BPTT) or an int >= 1.")
 
 
 def _activate(xp: ModuleType, name: str, a: Array) -> Array:
@@ -113,10 +147,15 @@ class ElmanRNN:
         ``y_0, ..., y_{τ-1}`` (the step-0 cell backward hands its state gradient to the leaf
         ``h0``).  τ = 1 keeps only the immediate (one-step) terms; τ >= T equals full BPTT.
 
+        The truncation applies to the backward only: :meth:`jvp` (forward mode, RTRL along one
+        tangent) is always the exact derivative of the forward.
+
     References:
         J. Guo, "BackPropagation Through Time", 2013 (eqs. 1-4, 19, 21, 26-28).
         R. J. Williams and J. Peng, "An efficient gradient-based algorithm for on-line training
         of recurrent network trajectories", Neural Computation 2(4), 1990.
+        R. J. Williams and D. Zipser, "A learning algorithm for continually running fully
+        recurrent neural networks", Neural Computation 1(2), 1989 (RTRL: :meth:`rtrl`).
 
     Examples:
         >>> import numpy as np
@@ -138,14 +177,7 @@ class ElmanRNN:
             raise ValueError(
                 f"activation={self.activation!r} is not one of {_ACTIVATIONS}; pick one of those."
             )
-        if self.truncation is not None and (
-            isinstance(self.truncation, bool)
-            or not isinstance(self.truncation, int | np.integer)
-            or self.truncation < 1
-        ):
-            raise ValueError(
-                f"truncation={self.truncation!r} must be None (full BPTT) or an int >= 1."
-            )
+        validate_truncation(self.truncation)
 
     # ----------------------------------------------------------------------------- forward
     def cell_forward(self, params: dict[str, Array], s_prev: Array, x_t: Array) -> Array:
@@ -304,6 +336,68 @@ class ElmanRNN:
         dparams, dx, _ = self.bptt(params, x, dy)
         return dparams, dx
 
+    # ------------------------------------------------------------------------ forward mode
+    def rtrl(
+        self,
+        params: dict[str, Array],
+        x: Array,
+        dparams: dict[str, Array],
+        dx: Array | None = None,
+    ) -> tuple[NDArray, NDArray]:
+        """Real-time recurrent learning along one tangent: ``(ẏ, ṡ)`` carried forward in time.
+
+        ``ṡ_{-1} = ḣ0``, ``ȧ_t = ẋ_t V + x_t V̇ + ṡ_{t-1} U + s_{t-1} U̇ + ḃ``,
+        ``ṡ_t = f'(a_t) ⊙ ȧ_t``, ``ẏ_t = ṡ_t W + s_t Ẇ + ċ`` (the module docstring).
+
+        Args:
+            params: as in :meth:`forward`.
+            x: inputs, (T, B, D).
+            dparams: the tangents of every parameter, keyed and shaped like ``params``.
+            dx: the input tangent ``ẋ``, (T, B, D), or ``None`` for zero.
+
+        Returns:
+            ``(ẏ, ṡ)``: the output tangent (T, B, K) in the dtype of the forward's output, and
+            the state tangents ``ṡ[t] = ṡ_t`` (T, B, H).
+        """
+        p = {k: np.asarray(params[k]) for k in _PARAM_KEYS}
+        t = check_tangents(p, dparams)
+        x = np.asarray(x)
+        ddx = _input_tangent(x, dx)
+        S = self.states(p, x)
+        T = x.shape[0]
+        ds = np.broadcast_to(t["h0"], S[0].shape)
+        dS = np.zeros_like(S[1:])
+        out_dtype = np.result_type(S.dtype, p["W"].dtype, p["c"].dtype)
+        dy = np.zeros((T, x.shape[1], p["W"].shape[1]), dtype=out_dtype)
+        for k in range(T):
+            da = x[k] @ t["V"] + ds @ p["U"] + S[k] @ t["U"] + t["b"]
+            if ddx is not None:
+                da = da + ddx[k] @ p["V"]
+            ds = _derivative_from_output(self.activation, S[k + 1]) * da
+            dS[k] = ds
+            dy[k] = ds @ p["W"] + S[k + 1] @ t["W"] + t["c"]
+        return dy, dS
+
+    def jvp(
+        self,
+        params: dict[str, Array],
+        x: Array,
+        dparams: dict[str, Array],
+        dx: Array | None = None,
+    ) -> NDArray:
+        """The output tangent ``ẏ = J_θ·dparams + J_x·dx`` of :meth:`forward`, by :meth:`rtrl`.
+
+        Args:
+            params: as in :meth:`forward`.
+            x: inputs, (T, B, D).
+            dparams: the tangents of every parameter, keyed and shaped like ``params``.
+            dx: the input tangent, (T, B, D), or ``None`` for zero.
+
+        Returns:
+            ``ẏ``, (T, B, K).  Exact whatever :attr:`truncation` is (it truncates the backward).
+        """
+        return self.rtrl(params, x, dparams, dx)[0]
+
     # ---------------------------------------------------------------------------- analysis
     def with_truncation(self, truncation: int | None) -> ElmanRNN:
         """The same layer with BPTT truncated to ``truncation`` steps (``None``: full BPTT).
@@ -334,6 +428,22 @@ class ElmanRNN:
         fprime = _derivative_from_output(self.activation, s_t)
         jac: NDArray = fprime[:, :, None] * p["U"].T[None, :, :]
         return jac
+
+
+def jvp_fun(layer: ElmanRNN, x: Array) -> tuple[Any, Any]:
+    """``(fun, jvp)`` for ``gradcheck.check_jvp(fun, jvp, params)``: the RNN on a fixed sequence.
+
+    ``fun(params) = layer.forward(params, x)`` (written with ``xp``: JAX differentiates it) and
+    ``jvp(params, t) = layer.jvp(params, x, t)``, RTRL along the tangent ``t`` (``ẋ = 0``; exact
+    whatever the layer's ``truncation``).
+
+    Examples:
+        >>> layer, params, x = make_case(np.random.default_rng(0), T=3, B=2)
+        >>> fun, jvp = jvp_fun(layer, x)
+        >>> jvp(params, {k: np.ones_like(v) for k, v in params.items()}).shape
+        (3, 2, 2)
+    """
+    return _jvp_problem(layer, x)
 
 
 def make_case(

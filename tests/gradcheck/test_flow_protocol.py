@@ -31,9 +31,15 @@ SCALARS = ("rtol", "slope", "slope_stderr", "sigma_max", "gamma", "eta", "satura
 
 
 def _assert_same_flow(mine: FlowResult, ref: FlowResult) -> None:
-    """Every measured quantity is bit-for-bit the same (the labels may differ)."""
+    """Every measured quantity is bit-for-bit the same (the labels may differ); the truncation
+    curve only to round-off when the two come from different sources (a layer's hand BPTT(τ),
+    JAX's depth split of a wrapper that has none)."""
     assert mine.axis == ref.axis
     for key in ARRAYS:
+        if key == "truncation_errors" and mine.truncation_source != ref.truncation_source:
+            np.testing.assert_allclose(mine.truncation_errors, ref.truncation_errors, rtol=1e-9,
+                                       atol=1e-15, err_msg=key)
+            continue
         np.testing.assert_array_equal(getattr(mine, key), getattr(ref, key), err_msg=key)
     for key in SCALARS:
         a, b = getattr(mine, key), getattr(ref, key)
@@ -120,8 +126,9 @@ def test_the_reference_zoo_declares_its_capabilities_by_its_methods() -> None:
     assert isinstance(elman, RecurrentJacobian) and isinstance(elman, TruncatableBPTT)
     assert isinstance(elman, PascanuBound) and not isinstance(elman, ObservedState)
     assert isinstance(lstm, ObservedState)
-    for gated in (lstm, gru):
-        assert not isinstance(gated, RecurrentJacobian | TruncatableBPTT | PascanuBound)
+    for gated in (lstm, gru):  # hand BPTT(τ), but no per-step Jacobian and no Pascanu bound
+        assert isinstance(gated, TruncatableBPTT)
+        assert not isinstance(gated, RecurrentJacobian | PascanuBound)
     mlp = reference.mlp.MLP()
     assert isinstance(mlp, DepthStack) and not isinstance(mlp, RecurrentLayer)
     tree = reference.recursive.RecursiveNet(reference.recursive.balanced_tree(2))
