@@ -2,8 +2,8 @@
 
 Usage::
 
-    .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection|speed|twin] [--speed]
-                                       [--twin] [--out PATH] [--budget S]
+    .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection|speed|twin|higher] [--speed]
+                                       [--twin] [--higher] [--out PATH] [--budget S]
 
 The full run (about 7 minutes on 2 cores) writes ``benchmarks/RESULTS.md``,
 ``benchmarks/results.json`` (every measurement) and ``benchmarks/scaling.svg``.  ``--quick`` uses
@@ -23,6 +23,10 @@ issue 12 against the finite-difference floor and jitted ``check_grads``; also ru
 ``--twin`` (or ``--only twin``) adds the section of :mod:`benchmarks.twin`: the mutation suite with
 numpy-only forwards, with and without the automatic JAX twin, beside the array-API forwards; its
 rows go to ``twin.json`` (``<stem>-twin.json``).
+
+``--higher`` (or ``--only higher``) adds the section of :mod:`benchmarks.higher`: hand JVPs and
+HVPs (with planted bugs) under ``check_jvp`` / ``check_hvp``, torch's forward-mode gradcheck and
+gradgradcheck, and jax's ``check_grads``; its rows go to ``higher.json`` (``<stem>-higher.json``).
 """
 
 from __future__ import annotations
@@ -255,11 +259,13 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and a handful of cases")
-    ap.add_argument("--only", choices=("cost", "detection", "speed", "twin"),
+    ap.add_argument("--only", choices=("cost", "detection", "speed", "twin", "higher"),
                     help="run one section only")
     ap.add_argument("--speed", action="store_true", help="add the speed section (benchmarks/speed.py)")
     ap.add_argument("--twin", action="store_true", help="add the automatic-twin section "
                     "(benchmarks/twin.py)")
+    ap.add_argument("--higher", action="store_true", help="add the forward-mode and second-order "
+                    "section (benchmarks/higher.py)")
     ap.add_argument("--out", type=Path, help="the markdown file (default benchmarks/RESULTS.md; "
                     "reports/benchmarks-quick.md with --quick)")
     ap.add_argument("--budget", type=float, help="seconds per check before it is cut off "
@@ -291,6 +297,12 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
 
         say("twin:")
         w = twin.run_twin(quick=args.quick, budget_s=min(budget, 60.0), log=say)
+    h = None
+    if args.only == "higher" or (args.higher and args.only is None):
+        from benchmarks import higher
+
+        say("higher:")
+        h = higher.run_higher(quick=args.quick, log=say)
     total = time.perf_counter() - t0
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -349,6 +361,10 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
         md.append("## The automatic JAX twin on numpy-only forwards")
         md.append("")
         md.append(twin.render(w))
+    if h is not None:
+        md.append("## Forward-mode and second-order checks")
+        md.append("")
+        md.append(higher.render(h))
     notes = observations(c, d)
     md.append("## What this run shows about gradcheck")
     md.append("")
@@ -371,6 +387,12 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
                                          "machine": mach, "versions": vers, **w.to_dict()},
                                         indent=1, default=_json_default, allow_nan=True))
         say(f"wrote {twin_json}")
+    if h is not None:
+        higher_json = out.with_name("higher.json" if stem == "RESULTS" else f"{stem}-higher.json")
+        higher_json.write_text(json.dumps({"date": started.isoformat(), "command": _command(argv),
+                                           "machine": mach, "versions": vers, **h.to_dict()},
+                                          indent=1, default=_json_default, allow_nan=True))
+        say(f"wrote {higher_json}")
     say(f"wrote {out}, {json_path}" + (f", {plot_path}" if c is not None else ""))
     return out
 
