@@ -58,6 +58,18 @@ the network is linear in the parameters (one affine layer with identity output) 
 it drops ``Σ_{p,k} ∂ℓ/∂y_pk ∂²y_pk/∂θ²``, i.e. the ``g_{i+1} ⊙ f_i''`` terms, the coupling
 ``delta_i V_Wiᵀ`` and the ``R{a_i}ᵀ delta_i`` term of the R-operator backward.
 
+Per-example gradients (``per_example_loss``, ``per_example_grad``; differential privacy clips
+them, gradient-noise estimates average their outer products).  With per-example losses
+``ℓ_p`` (``sse``: ``½ ‖y_p - t_p‖²``; ``xent``: ``logsumexp(y_p) - Σ_k t_pk y_pk`` for
+probability rows ``t_p``) every row of ``delta_i`` belongs to one example, so example ``p``'s
+gradient is the outer product of its rows instead of their sum over the batch::
+
+    dy_p        = y_p - t_p              (sse)       softmax(y_p) - t_p      (xent)
+    (∂ℓ_p/∂W_i) = a_i[p]ᵀ delta_i[p]     (D_i, D_{i+1}) per example         per_example_grad
+    (∂ℓ_p/∂b_i) = delta_i[p]
+
+and ``Σ_p ∂ℓ_p/∂θ`` is the batch gradient of ``Σ_p ℓ_p`` (not of the mean).
+
 Notes:
     ``delta_i`` here is ``+∂L/∂net_i``; Guo's δ is its negative.  ``backward_with_deltas`` returns
     every ``delta_i`` too, for gradient-flow analyses through depth.
@@ -81,6 +93,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from reference._xp import namespace
 from reference.activations import Activation, get_activation
 from reference.dense import _input_tangent, _jvp_problem, _output_hvp, check_tangents
 from reference.losses import SSE, Loss, SoftmaxCrossEntropy
@@ -91,6 +104,7 @@ __all__ = [
     "jvp_fun",
     "make_case",
     "n_layers",
+    "per_example_fun",
     "sse_gnvp",
     "sse_grad",
     "sse_hvp",
@@ -339,6 +353,54 @@ class MLP:
         """
         return self._loss_gnvp(params, v, np.asarray(x), labels, self._xent())
 
+    # ------------------------------------------------------------------------ per example
+    def per_example_loss(self, params: Params, batch: dict[str, Array], loss: str = "sse") -> Array:
+        """The per-example losses ``ℓ_p`` (shape ``(B,)``) of ``batch = {"x": x, "t": t}``.
+
+        ``sse``: ``ℓ_p = ½ Σ_k (y_pk - t_pk)²``; ``xent``: ``ℓ_p = logsumexp(y_p) - Σ_k t_pk y_pk``
+        (cross-entropy of the softmax of the logits ``y_p`` against the probability row
+        ``t_p``).  Written with ``xp``: numpy or JAX like the inputs.
+
+        Raises:
+            ValueError: an unknown ``loss``; ``xent`` with a softmax output activation.
+        """
+        x, t = batch["x"], batch["t"]
+        y = self.forward(params, x)
+        xp = namespace(y, t)
+        if loss == "sse":
+            return 0.5 * xp.sum((y - t) ** 2, axis=-1)
+        if loss == "xent":
+            self._xent()  # the softmax belongs to the loss
+            m = xp.max(y, axis=-1, keepdims=True)
+            lse = m[..., 0] + xp.log(xp.sum(xp.exp(y - m), axis=-1))
+            return lse - xp.sum(t * y, axis=-1)
+        raise ValueError(f"loss={loss!r}: expected 'sse' or 'xent'")
+
+    def per_example_grad(self, params: Params, batch: dict[str, NDArray], loss: str = "sse") -> Params:
+        """The hand per-example gradients of :meth:`per_example_loss` (module docstring).
+
+        Returns:
+            ``{"W{i}": (B, D_i, D_{i+1}), "b{i}": (B, D_{i+1})}`` in the dtypes of ``params``:
+            entry ``[p]`` is ``∂ℓ_p/∂θ``.
+        """
+        x, t = np.asarray(batch["x"]), np.asarray(batch["t"])
+        y = np.asarray(self.forward(params, x))
+        if loss == "sse":
+            dy = y - t
+        elif loss == "xent":
+            self._xent()
+            e = np.exp(y - y.max(axis=-1, keepdims=True))
+            dy = e / e.sum(axis=-1, keepdims=True) - t
+        else:
+            raise ValueError(f"loss={loss!r}: expected 'sse' or 'xent'")
+        a, _net = self.forward_cache(params, x)
+        _, _, deltas = self.backward_with_deltas(params, x, dy)
+        out: Params = {}
+        for i, delta in enumerate(deltas):
+            out[f"W{i}"] = np.einsum("pi,pj->pij", a[i], delta).astype(np.asarray(params[f"W{i}"]).dtype)
+            out[f"b{i}"] = delta.astype(np.asarray(params[f"b{i}"]).dtype)
+        return out
+
 
 Hidden = str | Activation | tuple[str | Activation, ...]
 
@@ -356,6 +418,31 @@ def jvp_fun(layer: MLP, x: Array) -> tuple[Any, Any]:
         (3, 1)
     """
     return _jvp_problem(layer, x)
+
+
+def per_example_fun(layer: MLP, loss: str = "sse") -> tuple[Any, Any]:
+    """``(losses, grads)`` for ``gradcheck.check_batched(losses, grads, params, batch)``.
+
+    ``losses(params, batch) = layer.per_example_loss(params, batch, loss)`` (``(B,)``, written
+    with ``xp``) and ``grads(params, batch) = layer.per_example_grad(params, batch, loss)``;
+    ``batch = {"x": (B, D_0), "t": (B, D_L)}``.
+
+    Examples:
+        >>> layer, params, x = make_case(np.random.default_rng(0), sizes=(2, 3, 2))
+        >>> losses, grads = per_example_fun(layer)
+        >>> batch = {"x": x, "t": np.zeros((3, 2))}
+        >>> losses(params, batch).shape, grads(params, batch)["W0"].shape
+        ((3,), (3, 2, 3))
+    """
+
+    def losses(params: Params, batch: dict[str, Array]) -> Array:
+        return layer.per_example_loss(params, batch, loss)
+
+    def grads(params: Params, batch: dict[str, NDArray]) -> Params:
+        return layer.per_example_grad(params, batch, loss)
+
+    losses.__name__, grads.__name__ = f"{loss}_losses", f"{loss}_per_example_grad"
+    return losses, grads
 
 
 def sse_loss(
