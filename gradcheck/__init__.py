@@ -5,6 +5,7 @@ The public contract (see DESIGN.md)::
     res = gc.check_grad(fun, grad, params, *args, **options)
     res = gc.check_layer(layer, params, x, **options)
     res = gc.check_jvp(fun, jvp, params, *args, **options)          # forward mode: J·v
+    res = gc.check_layer_jvp(layer, params, x, **options)            # layer.jvp(params, x, dp, dx)
     res = gc.check_hvp(fun, hvp, params, *args, grad=None, **options)  # second order: H·v
     res = gc.check_batched(loss, per_example_grad, params, batch, *args, axis=0, **options)
     res.passed, res.verdict, res.leaves, res.to_dict(), res.raise_for_failure()
@@ -26,7 +27,7 @@ from gradcheck.errors import (
     UserCodeError,
 )
 from gradcheck.hvp import check_hvp
-from gradcheck.jvp import check_jvp
+from gradcheck.jvp import check_jvp, check_layer_jvp
 from gradcheck.result import (
     SCHEMA_VERSION,
     Agreement,
@@ -72,6 +73,7 @@ __all__ = [
     "check_hvp",
     "check_jvp",
     "check_layer",
+    "check_layer_jvp",
     "cs231n_layer",
     "gradient_flow",
     "loss_and_grads",

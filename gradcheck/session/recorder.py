@@ -103,6 +103,18 @@ class Recorder:
                                      lambda: check_jvp(fun, jvp, params, *args, **opts), _check_row)
         return res.raise_for_failure()
 
+    def check_layer_jvp(self, layer: Any, params: Any, x: Any, **options: Any) -> CheckResult:
+        """:func:`gradcheck.check_layer_jvp`, recorded; raises ``GradientMismatch`` unless it passes."""
+        __tracebackhide__ = True
+        from gradcheck.jvp import check_layer_jvp
+
+        opts = self.options(**options)
+        own = vars(layer).get("__name__") if hasattr(layer, "__dict__") else None
+        name = str(opts.get("name") or own or type(layer).__name__)
+        res: CheckResult = self._run("check_jvp", name,
+                                     lambda: check_layer_jvp(layer, params, x, **opts), _check_row)
+        return res.raise_for_failure()
+
     def check_hvp(self, fun: Callable[..., Any], hvp: Callable[..., Any], params: Any, *args: Any,
                   grad: Callable[..., Any] | None = None, **options: Any) -> CheckResult:
         """:func:`gradcheck.check_hvp`, recorded; raises ``GradientMismatch`` unless it passes."""

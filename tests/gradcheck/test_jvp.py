@@ -297,3 +297,85 @@ def test_a_jax_fun_twin_is_used() -> None:
     p, x = _case("dense", 6, 3, 2, 2)
     res = gc.check_jvp(dense, dense_jvp, p, x, jax_fun=jax_dense)
     assert res.passed and res.jax_source == "jax_fun"
+
+
+# --------------------------------------------------------------------------- check_layer_jvp
+
+
+@pytest.mark.parametrize("module, kwargs", [("dense", {"activation": "tanh"}), ("mlp", {}), ("rnn", {"T": 3})])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_check_layer_jvp_passes_the_zoo_layers_in_their_parameters_and_input(
+        module: str, kwargs: dict[str, Any], dtype: Any) -> None:
+    from importlib import import_module
+
+    layer, params, x = import_module(f"reference.{module}").make_case(np.random.default_rng(2), dtype=dtype,
+                                                                      **kwargs)
+    res = gc.check_layer_jvp(layer, params, x, seed=2)
+    assert res.passed and res.kind == "check_jvp", res.message()
+    assert [leaf.name for leaf in res.leaves] == [*params, "x"]
+    assert res.name == type(layer).__name__
+
+
+class _TanhLayer:
+    def __init__(self, bug: str | None = None) -> None:
+        self.bug = bug
+
+    def forward(self, p: P, x: np.ndarray) -> np.ndarray:
+        return np.tanh(x @ p["W"] + p["b"])
+
+    def jvp(self, p: P, x: np.ndarray, dp: P, dx: np.ndarray) -> np.ndarray:
+        y = self.forward(p, x)
+        W = p["W"].T if self.bug == "transposed W in the input term" else p["W"]
+        db = 0 * dp["b"] if self.bug == "bias tangent dropped" else dp["b"]
+        return (1 - y ** 2) * (x @ dp["W"] + db + dx @ W)
+
+
+@pytest.mark.parametrize("bug, broken", [("transposed W in the input term", {"x"}),
+                                         ("bias tangent dropped", {"b"})])
+def test_check_layer_jvp_blames_the_tensor_whose_columns_are_wrong(bug: str, broken: set[str]) -> None:
+    rng = np.random.default_rng(5)
+    params = {"W": rng.standard_normal((3, 3)), "b": rng.standard_normal(3)}
+    x = rng.standard_normal((4, 3))
+    assert gc.check_layer_jvp(_TanhLayer(), params, x).passed
+    res = gc.check_layer_jvp(_TanhLayer(bug), params, x)
+    assert res.verdict == "fail" and {leaf.name for leaf in res.failures} == broken, res.message()
+    assert all(leaf.blame == "hand" for leaf in res.failures)
+    assert "_TanhLayer.jvp" in res.message() or "_TanhLayer" in res.message()
+
+
+def test_check_layer_jvp_without_an_input_tangent_checks_the_parameters_and_says_so() -> None:
+    rng = np.random.default_rng(6)
+    params, x = {"W": rng.standard_normal((3, 2)), "b": rng.standard_normal(2)}, rng.standard_normal((4, 3))
+    inner = _TanhLayer()
+
+    class NoDx:
+        def forward(self, p: P, x: np.ndarray) -> np.ndarray:
+            return inner.forward(p, x)
+
+        def jvp(self, p: P, x: np.ndarray, dp: P) -> np.ndarray:
+            return inner.jvp(p, x, dp, np.zeros_like(x))
+
+    res = gc.check_layer_jvp(NoDx(), params, x)
+    assert res.passed and [leaf.name for leaf in res.leaves] == ["W", "b"]
+    assert any("takes no input tangent" in n and "accept dx" in n for n in res.notes)
+
+
+def test_check_layer_jvp_with_a_key_x_in_params_and_a_layer_without_jvp() -> None:
+    rng = np.random.default_rng(7)
+
+    class Keyed:
+        def forward(self, p: P, x: np.ndarray) -> np.ndarray:
+            return x * p["x"]
+
+        def jvp(self, p: P, x: np.ndarray, dp: P, dx: np.ndarray) -> np.ndarray:
+            return x * dp["x"] + dx * p["x"]
+
+    res = gc.check_layer_jvp(Keyed(), {"x": rng.standard_normal(3)}, rng.standard_normal((2, 3)))
+    assert res.passed and len(res.leaves) == 2, res.message()  # (params, x): both checked
+
+    class NoJvp:
+        def forward(self, p: P, x: np.ndarray) -> np.ndarray:
+            return x
+
+    with pytest.raises(gc.InvalidArgument, match="has no jvp\\(\\) method"):
+        gc.check_layer_jvp(NoJvp(), {}, np.ones(2))

@@ -519,19 +519,35 @@ def test_batched(gradcheck):
 
 def test_batched_mean(gradcheck):
     gradcheck.check_batched(losses, lambda p, x: {"W": per_example(p, x)["W"] / 5}, P, X)
+
+
+class Tanh:
+    def forward(self, p, x):
+        return np.tanh(x @ p["W"])
+
+    def jvp(self, p, x, dp, dx):
+        y = np.tanh(x @ p["W"])
+        return (1 - y ** 2) * (x @ dp["W"] + dx @ p["W"].T)   # W for Wᵀ in the input term
+
+
+def test_layer_jvp_bug(gradcheck):
+    gradcheck.check_layer_jvp(Tanh(), {"W": np.eye(3) + 0.1 * np.arange(9.0).reshape(3, 3)}, X[:, :3])
 '''
 
 
 def test_jvp_hvp_and_batched_checks_are_rows_of_their_kind(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_kinds=KINDS)
     result = pytester.runpytest_subprocess("--gradcheck-json=run.json", "-p", "no:randomly")
-    result.assert_outcomes(passed=3, failed=2)
+    result.assert_outcomes(passed=3, failed=3)
     rows = _by_test(_rows(pytester.path / "run.json"))
     assert {t: (r["kind"], r["verdict"]) for t, r in rows.items()} == {
         "test_jvp": ("check_jvp", "pass"), "test_jvp_bug": ("check_jvp", "fail"),
         "test_hvp": ("check_hvp", "pass"), "test_batched": ("check_batched", "pass"),
-        "test_batched_mean": ("check_batched", "fail"),
+        "test_batched_mean": ("check_batched", "fail"), "test_layer_jvp_bug": ("check_jvp", "fail"),
     }
+    layer = rows["test_layer_jvp_bug"]
+    assert layer["name"] == "Tanh" and [(lf["name"], lf["verdict"]) for lf in layer["leaves"]] == [
+        ("W", "pass"), ("x", "fail")]
     assert rows["test_jvp_bug"]["leaves"][0]["diagnosis"]["kind"] == "sign_flip"
     assert any("mean/sum confusion" in n for n in rows["test_batched_mean"]["notes"])
     out = result.stdout.str()
