@@ -20,10 +20,11 @@ Two properties of a Hessian are checked beside it, and said when they fail:
 
 * symmetry: ``⟨u, H v⟩ = ⟨v, H u⟩`` for a second seeded direction ``u`` (a term differentiated
   in one order only breaks it);
-* curvature: when the check fails and the hand product is positive semi-definite along seeded
-  directions where the Hessian is not (``⟨w, H_hand w⟩ ≥ 0`` while ``⟨w, H w⟩ < 0``), the hand
-  product is a Gauss–Newton (or Fisher) product passed off as the Hessian: it drops the
-  ``Σ ∂ℓ/∂y · ∂²y/∂θ²`` term of the network's curvature.
+* curvature: when the check fails and the hand product is positive semi-definite on a subspace
+  where the Hessian is not — the Krylov space of a few Lanczos steps on the reference Hessian,
+  where its negative curvature shows first (``Qᵀ H_hand Q ⪰ 0`` while ``Qᵀ H Q`` has an
+  eigenvalue clearly below zero) — the hand product is a Gauss–Newton (or Fisher) product passed
+  off as the Hessian: it drops the ``Σ ∂ℓ/∂y · ∂²y/∂θ²`` term of the network's curvature.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ from gradcheck.measure import probe_seed
 from gradcheck.options import CheckOptions, validate
 from gradcheck.result import CheckResult
 
-__all__ = ["CURVATURE_PROBES", "check_hvp"]
+__all__ = ["CURVATURE_LANCZOS", "check_hvp"]
 
-#: Seeded directions along which the curvature of the hand product and the Hessian are compared.
-CURVATURE_PROBES = 3
+#: Lanczos steps on the reference Hessian whose Krylov space the Gauss–Newton note compares the
+#: hand product's curvature on (at most the number of parameter entries).
+CURVATURE_LANCZOS = 12
 SALT_V, SALT_U, SALT_W = 0x4E, 0x4F, 0x50
 
 
@@ -151,9 +153,10 @@ class _Directional:
             return sum(jnp.vdot(jnp.ravel(gi), jnp.ravel(vi)) for gi, vi in zip(g, v, strict=True))
         return _inner(self.numpy_grad(params, args, complex_ok=True), v)
 
-    def curvature(self, values: Sequence[np.ndarray], args: Sequence[Any], w: list[np.ndarray]) -> float:
-        """``⟨w, H w⟩``: JAX's forward-over-reverse product when there is a JAX form of ``fun``,
-        else a central difference of the gradient along ``w``."""
+    def product(self, values: Sequence[np.ndarray], args: Sequence[Any],
+                w: list[np.ndarray]) -> list[np.ndarray]:
+        """``H w``: JAX's forward-over-reverse product when there is a JAX form of ``fun``, else a
+        central difference of the gradient along ``w``."""
         if self.kind != "none":
             import jax
             import jax.numpy as jnp
@@ -163,7 +166,7 @@ class _Directional:
                 data = autodiff.to_jax(list(args))
                 _, hw = jax.jvp(lambda ls: self.jax_grad(ls, data), (point,),
                                 ([jnp.asarray(x) for x in w],))
-                return _dot(w, [np.asarray(h) for h in hw])
+                return [np.asarray(h, np.float64) for h in hw]
         base = [v.astype(np.float64) for v in values]
         scale = max(max((float(np.max(np.abs(v))) for v in base if v.size), default=0.0), 1.0)
         h = 1e-5 * scale / max(max(float(np.max(np.abs(x))) for x in w), 1e-300)
@@ -172,7 +175,11 @@ class _Directional:
             moved = [(v + step * x).astype(o.dtype) for v, x, o in zip(base, w, values, strict=True)]
             return self.numpy_grad(self.treedef.unflatten(moved), args)
 
-        return _dot(w, [(a - b) / (2 * h) for a, b in zip(at(h), at(-h), strict=True)])
+        return [(a - b) / (2 * h) for a, b in zip(at(h), at(-h), strict=True)]
+
+    def curvature(self, values: Sequence[np.ndarray], args: Sequence[Any], w: list[np.ndarray]) -> float:
+        """``⟨w, H w⟩`` (see :meth:`product`)."""
+        return _dot(w, self.product(values, args, w))
 
 
 @functools.lru_cache(maxsize=32)
@@ -236,22 +243,64 @@ def _symmetry(hand: _Hand, params: Any, args: Sequence[Any], v: list[np.ndarray]
             "order only, or a term of one block missing from the other?)")
 
 
+def _krylov(product: Callable[[list[np.ndarray]], list[np.ndarray]], start: list[np.ndarray],
+            steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lanczos with full reorthogonalisation on the reference Hessian: an orthonormal basis ``Q``
+    (flat, one column per step) of the Krylov space of ``start`` and the projection ``Qᵀ H Q``.
+
+    The extreme eigenvalues of ``Qᵀ H Q`` (Ritz values) approach the Hessian's fastest, so a few
+    steps find its negative curvature where random directions may not (a Hessian whose negative
+    eigenvalues are a small share of its spectrum; Golub & Van Loan, §10.1)."""
+    shapes = [x.shape for x in start]
+    flat = np.concatenate([x.ravel() for x in start])
+    q = flat / max(float(np.linalg.norm(flat)), 1e-300)
+    basis: list[np.ndarray] = []
+    images: list[np.ndarray] = []
+    for _ in range(min(steps, flat.size)):
+        basis.append(q)
+        hq = np.concatenate([h.ravel() for h in product(_split(q, shapes))])
+        images.append(hq)
+        w = hq.copy()
+        for b in basis:  # twice is enough (Kahan's "twice is enough")
+            w -= (b @ w) * b
+        for b in basis:
+            w -= (b @ w) * b
+        norm = float(np.linalg.norm(w))
+        if norm <= 1e-12 * max(float(np.linalg.norm(hq)), 1e-300):
+            break  # the Krylov space is invariant: its Ritz values are eigenvalues
+        q = w / norm
+    Q = np.stack(basis, axis=1)
+    M = Q.T @ np.stack(images, axis=1)
+    return Q, 0.5 * (M + M.T)
+
+
 def _curvature(hand: _Hand, params: Any, args: Sequence[Any], values: Sequence[np.ndarray],
-               seed: int) -> str | None:
-    """The Gauss–Newton diagnosis: positive curvature of the hand product along seeded
-    directions where the Hessian's curvature is negative."""
-    hand_q, ref_q = [], []
-    for p in range(CURVATURE_PROBES):
-        w = _direction(values, probe_seed(seed, p, SALT_W))
-        hand_q.append(_dot(w, hand.along(params, args, w, "measuring the curvature of H·v")))
-        ref_q.append(hand.g.curvature(values, args, w))
-    scale = max(max(abs(q) for q in hand_q + ref_q), 1e-300)
-    if all(q >= -1e-9 * scale for q in hand_q) and any(q < -1e-3 * scale for q in ref_q):
-        shown = ", ".join(f"{r:.3g} (hand {h:.3g})" for r, h in zip(ref_q, hand_q, strict=True))
-        return ("the hand product is positive semi-definite where the Hessian is not: ⟨w, H w⟩ = "
-                f"{shown} along {CURVATURE_PROBES} seeded directions — a Gauss–Newton (or Fisher) "
-                "product passed off as the Hessian? It drops the Σ ∂ℓ/∂y · ∂²y/∂θ² term; if a "
-                "Gauss–Newton product is what you mean, check it against its own definition")
+               seed: int, low: bool) -> str | None:
+    """The Gauss–Newton diagnosis: the hand product is positive semi-definite on a subspace where
+    the Hessian has negative curvature.
+
+    The subspace is the Krylov space of :data:`CURVATURE_LANCZOS` Lanczos steps on the reference
+    Hessian from a seeded direction, where its most negative curvature shows first; the hand
+    product's projection ``Qᵀ H_hand Q`` (symmetrised) has no eigenvalue below round-off there,
+    while the Hessian's has one clearly below zero."""
+    start = _direction(values, probe_seed(seed, 0, SALT_W))
+    Q, ref = _krylov(lambda w: hand.g.product(values, args, w), start, CURVATURE_LANCZOS)
+    shapes = [v.shape for v in values]
+    cols = [np.concatenate([h.ravel() for h in hand.along(params, args, _split(Q[:, j], shapes),
+                                                           "measuring the curvature of H·v")])
+            for j in range(Q.shape[1])]
+    mine = Q.T @ np.stack(cols, axis=1)
+    mine = 0.5 * (mine + mine.T)
+    ref_eig, hand_eig = np.linalg.eigvalsh(ref), np.linalg.eigvalsh(mine)
+    scale = max(float(np.max(np.abs(ref_eig))), float(np.max(np.abs(hand_eig))), 1e-300)
+    floor = (1e-5 if low else 1e-9) * scale
+    if hand_eig[0] >= -floor and ref_eig[0] < -1e-3 * scale:
+        return ("the hand product is positive semi-definite where the Hessian is not: on the "
+                f"{Q.shape[1]}-dimensional Krylov space of the Hessian from a seeded direction its "
+                f"least curvature is {ref_eig[0]:.3g} (most {ref_eig[-1]:.3g}), the hand product's "
+                f"{hand_eig[0]:.3g} — a Gauss–Newton (or Fisher) product passed off as the Hessian? "
+                "It drops the Σ ∂ℓ/∂y · ∂²y/∂θ² term; if a Gauss–Newton product is what you mean, "
+                "check it against its own definition")
     return None
 
 
@@ -325,7 +374,7 @@ def check_hvp(fun: Callable[..., Any], hvp: Callable[..., Any], params: Any, *ar
     res = check.run(prob, run_opts)
     extra = [asym] if asym else []
     if res.verdict == "fail" and any(leaf.blame == "hand" for leaf in res.leaves):
-        gn = _curvature(hand, params, args, values, opts.seed)
+        gn = _curvature(hand, params, args, values, opts.seed, low)
         extra += [gn] if gn else []
     verdict = "fail" if asym and res.verdict == "pass" else res.verdict
     return replace(res, notes=(*res.notes, *extra), verdict=verdict,
