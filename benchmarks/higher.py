@@ -778,7 +778,8 @@ def _rel(hand: Sequence[np.ndarray], ref: Sequence[np.ndarray]) -> float:
 def hessian_info(point: Point, probes: int = 200, seed: int = 2) -> dict[str, float]:
     """The Hessian of the SSE loss at ``point`` (``jax.hessian``): its extreme eigenvalues, how
     many are negative, and the share of random Gaussian directions ``w`` with ``⟨w, H w⟩ < 0``
-    (what the Gauss–Newton note's seeded probes can see)."""
+    (what random probes would see; the Gauss–Newton note itself looks on the Krylov space of a
+    few Lanczos steps on the Hessian, where negative curvature shows first)."""
     import jax
     import jax.numpy as jnp
 
@@ -1112,8 +1113,9 @@ def render(res: HigherResult) -> str:
     out += _gc_details(res)
     out.append("")
     out.append("The Hessian of the SSE loss at each point (`jax.hessian`), and the share of 200 random "
-               "directions `w` with `⟨w, H w⟩ < 0` — the Gauss–Newton note needs its seeded probes "
-               "to see negative curvature:\n")
+               "directions `w` with `⟨w, H w⟩ < 0` (random probes rarely see negative curvature where it "
+               "is a small share of the spectrum; the Gauss–Newton note compares the curvature on the "
+               "Krylov space of a few Lanczos steps on the Hessian instead):\n")
     out.append("| point | W std | eigenvalues < 0 | min | max | directions with ⟨w, H w⟩ < 0 | "
                "Gauss–Newton bug: note given |")
     out.append("|---|---|---|---|---|---|---|")
@@ -1170,9 +1172,9 @@ def render(res: HigherResult) -> str:
     if misfits:
         out.append("Hessian notes on bugs they do not describe:\n")
         out += [f"- the Gauss–Newton note on `{r.rule}` (`{r.checker}`, {r.point}): the hand product "
-                "is positive along the seeded probes here too, so the note's test (positive hand "
-                "curvature where the Hessian's is negative) does not tell a Gauss–Newton product from "
-                "other wrong products that happen to be positive there" for r in misfits]
+                "is positive semi-definite on the Hessian's Krylov space here too, so the note's test "
+                "(positive hand curvature where the Hessian's is negative) does not tell a Gauss–Newton "
+                "product from other wrong products that happen to be positive there" for r in misfits]
         out.append("")
     counts = []
     for r in [*res.runs, *res.gauss_newton]:
