@@ -2,8 +2,9 @@
 
 Usage::
 
-    .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection|speed|twin|higher] [--speed]
-                                       [--twin] [--higher] [--out PATH] [--budget S]
+    .venv/bin/python -m benchmarks.run [--quick] [--only cost|detection|speed|twin|higher|practice]
+                                       [--speed] [--twin] [--higher] [--practice] [--out PATH]
+                                       [--budget S]
 
 The full run (about 7 minutes on 2 cores) writes ``benchmarks/RESULTS.md``,
 ``benchmarks/results.json`` (every measurement) and ``benchmarks/scaling.svg``.  ``--quick`` uses
@@ -27,6 +28,11 @@ rows go to ``twin.json`` (``<stem>-twin.json``).
 ``--higher`` (or ``--only higher``) adds the section of :mod:`benchmarks.higher`: hand JVPs and
 HVPs (with planted bugs) under ``check_jvp`` / ``check_hvp``, torch's forward-mode gradcheck and
 gradgradcheck, and jax's ``check_grads``; its rows go to ``higher.json`` (``<stem>-higher.json``).
+
+``--practice`` (or ``--only practice``) adds the section of :mod:`benchmarks.practice`: the
+AUTOTRAINER and DeepDiagnosis gradient rules as ported, beside gradcheck's gradient-flow verdicts,
+on models of known regime under loss rescaling and planted backward bugs, and Nielsen's per-layer
+speeds of learning; its rows go to ``practice.json`` (``<stem>-practice.json``).
 """
 
 from __future__ import annotations
@@ -259,13 +265,15 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and a handful of cases")
-    ap.add_argument("--only", choices=("cost", "detection", "speed", "twin", "higher"),
+    ap.add_argument("--only", choices=("cost", "detection", "speed", "twin", "higher", "practice"),
                     help="run one section only")
     ap.add_argument("--speed", action="store_true", help="add the speed section (benchmarks/speed.py)")
     ap.add_argument("--twin", action="store_true", help="add the automatic-twin section "
                     "(benchmarks/twin.py)")
     ap.add_argument("--higher", action="store_true", help="add the forward-mode and second-order "
                     "section (benchmarks/higher.py)")
+    ap.add_argument("--practice", action="store_true", help="add the practice-tools section "
+                    "(benchmarks/practice.py)")
     ap.add_argument("--out", type=Path, help="the markdown file (default benchmarks/RESULTS.md; "
                     "reports/benchmarks-quick.md with --quick)")
     ap.add_argument("--budget", type=float, help="seconds per check before it is cut off "
@@ -303,6 +311,12 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
 
         say("higher:")
         h = higher.run_higher(quick=args.quick, log=say)
+    pr = None
+    if args.only == "practice" or (args.practice and args.only is None):
+        from benchmarks import practice
+
+        say("practice:")
+        pr = practice.run_practice(quick=args.quick, log=say)
     total = time.perf_counter() - t0
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -365,6 +379,11 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
         md.append("## Forward-mode and second-order checks")
         md.append("")
         md.append(higher.render(h))
+    if pr is not None:
+        md.append("## Side by side with the practice tools (AUTOTRAINER, DeepDiagnosis) and Nielsen's "
+                  "speeds of learning")
+        md.append("")
+        md.append(practice.render(pr))
     notes = observations(c, d)
     md.append("## What this run shows about gradcheck")
     md.append("")
@@ -393,6 +412,12 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
                                            "machine": mach, "versions": vers, **h.to_dict()},
                                           indent=1, default=_json_default, allow_nan=True))
         say(f"wrote {higher_json}")
+    if pr is not None:
+        practice_json = out.with_name("practice.json" if stem == "RESULTS" else f"{stem}-practice.json")
+        practice_json.write_text(json.dumps({"date": started.isoformat(), "command": _command(argv),
+                                             "machine": mach, "versions": vers, **pr.to_dict()},
+                                            indent=1, default=_json_default, allow_nan=True))
+        say(f"wrote {practice_json}")
     say(f"wrote {out}, {json_path}" + (f", {plot_path}" if c is not None else ""))
     return out
 
