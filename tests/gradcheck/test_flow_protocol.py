@@ -15,6 +15,7 @@ import reference.rnn
 from gradcheck.dynamics import (
     DepthStack,
     FlowResult,
+    LayerMaps,
     ObservedState,
     PascanuBound,
     RecurrentJacobian,
@@ -254,3 +255,50 @@ def test_an_unsupported_model_is_told_what_it_lacks() -> None:
     half.readout = None  # type: ignore[assignment,method-assign]
     with pytest.raises(InvalidArgument, match=r"lacks readout\)"):
         gradient_flow(half, *_elman()[1:])
+
+
+# ----------------------------------------------------------------------------- issue 16: what is new
+
+
+NEW_ARRAYS = ("span_min", "weight_sigma", "layer_gamma", "layer_eta", "dead_per_step", "saturation_per_step")
+NEW_SCALARS = ("cause", "parted_at", "model_regime", "model_slope", "model_slope_stderr")
+
+
+def _assert_same_new_fields(mine: FlowResult, ref: FlowResult) -> None:
+    """The spectra, per-step fractions and bug-or-model verdict follow the protocols too."""
+    for key in NEW_ARRAYS:
+        np.testing.assert_array_equal(getattr(mine, key), getattr(ref, key), err_msg=key)
+    for key in NEW_SCALARS:
+        a, b = getattr(mine, key), getattr(ref, key)
+        assert a == b or (a != a and b != b), (key, a, b)
+    assert (mine.spectrum is None) == (ref.spectrum is None)
+    if mine.spectrum is not None and ref.spectrum is not None:
+        assert mine.spectrum.to_dict() == ref.spectrum.to_dict()
+    assert [s.to_dict() for s in mine.span_spectra] == [s.to_dict() for s in ref.span_spectra]
+
+
+def test_spectra_and_verdicts_follow_the_protocols_by_structure() -> None:
+    layer, params, x = _elman()
+    _assert_same_new_fields(gradient_flow(Recurrence(), params, x), gradient_flow(layer, params, x))
+    stack, p, xs = reference.mlp.make_case(np.random.default_rng(2), sizes=(4, 5, 5, 2),
+                                           hidden_activation="sigmoid", batch=3)
+    mine, ref = gradient_flow(Tower(stack), p, xs), gradient_flow(stack, p, xs)
+    _assert_same_new_fields(mine, ref)
+    assert ref.layer_gamma.tolist() == pytest.approx([0.25, 0.25, 1.0])  # measured, not looked up by name
+    assert ref.eta == pytest.approx(max(np.linalg.norm(p[f"W{i}"], 2) for i in (1, 2)) / 4)
+
+
+class Maps:
+    """Only the two layer maps: a capability, not a stack."""
+
+    def layer_forward(self, params: Any, i: int, a: Any) -> Any:
+        return a @ params[f"W{i}"] + params[f"b{i}"]
+
+    def layer_activation(self, params: Any, i: int, net: Any) -> Any:
+        return net
+
+
+def test_layer_maps_is_an_optional_capability_of_a_stack() -> None:
+    assert isinstance(Maps(), LayerMaps) and not isinstance(Maps(), DepthStack)
+    assert not isinstance(reference.mlp.MLP(), LayerMaps)  # read as a_i W_i + b_i instead
+    assert not isinstance(Tower(reference.mlp.MLP()), LayerMaps)
