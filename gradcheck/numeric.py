@@ -275,9 +275,16 @@ def resolves_float64(
             continue  # the moves leave the forward's domain: this direction cannot tell
         visible, half, big, small = moved
         predicted = visible * (s / coarse)  # what a float64 forward moves by at the fine step
-        if abs(predicted) <= 10 * resolution or abs(half / visible - 0.5) > 0.01:
-            continue  # flat along u, f too large to see the move, or not yet linear at the
-            # coarse step (f' = 0 with a cubic term): this direction cannot tell
+        if abs(predicted) <= 10 * resolution:
+            continue  # flat along u, or f too large to see the move: this direction cannot tell
+        if abs(half / visible - 0.5) > 0.01:
+            # Not linear at the coarse step: f' = 0 with a cubic term (the halved move is then
+            # an eighth), or a coarse move of a few float32 quanta (about a half, off by the
+            # rounding).  In the second case the fine moves are exactly 0 where a float64
+            # forward's would be the predicted, resolvable, first-order change.
+            if big == 0.0 and small == 0.0 and abs(half / visible - 0.5) <= 0.2:
+                return False
+            continue  # this direction cannot tell
         # Fine moves that halve twice, as only an exact forward's do, mean the coarse prediction
         # was bent by a kink between the fine and the coarse step (a ReLU pre-activation near
         # 0), not by rounding.

@@ -462,6 +462,19 @@ def test_float32_forward_detected_whatever_the_probe_direction() -> None:
     assert numeric.resolves_float64(obj, np.random.default_rng(328)) is False
 
 
+def test_float32_forward_near_a_flat_point_is_detected() -> None:
+    """Near sin's maximum the coarse move is a few float32 quanta (not linear to 1 %) and the
+    fine moves are exactly 0: float32, where a float64 forward's fine move would be resolvable.
+    Found by hypothesis twice under the random local profile (x = 1.5625, x = 1.54087751)."""
+    for x, seed in ((1.5625, 0), (1.54087751, 0)):
+        obj = objective(sin32_inside, np.array([x]), seed=seed)
+        assert numeric.resolves_float64(obj, np.random.default_rng(seed)) is False, x
+    exact = objective(lambda z: float(np.sum(3 * np.sin(z) + 5)), np.array([1.5625]))
+    assert numeric.resolves_float64(exact, np.random.default_rng(0)) is not False
+    cubic = objective(lambda z: float(np.sum(z ** 3) + 8), np.array([0.0]))  # f' = 0, cubic
+    assert numeric.resolves_float64(cubic, np.random.default_rng(0)) is not False
+
+
 @settings(max_examples=200)
 @given(x=hnp.arrays(np.float64, st.integers(1, 16), elements=st.floats(-2, 2)), seed=st.integers(0, 2**16))
 def test_float32_forward_is_always_detected(x: np.ndarray, seed: int) -> None:
