@@ -572,6 +572,16 @@ def _flat(tree: Any) -> F64:
     return np.concatenate([np.asarray(leaf, dtype=np.float64).ravel() for leaf in leaves])
 
 
+def _flat_rows(tree: Any, n: int) -> F64:
+    """:func:`_flat` of each of the ``n`` rows of a pytree batched on its leading axis, (n, P)."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return np.zeros((n, 0))
+    return np.concatenate([np.asarray(leaf, dtype=np.float64).reshape(n, -1) for leaf in leaves], axis=1)
+
+
 def log_slope(norms: Any) -> tuple[float, float, int]:
     """Least-squares slope of ``log‖·‖`` per step back from the end, its standard error, and n.
 
@@ -929,13 +939,18 @@ def _contributions(cell: Cell, p: Any, xs: Any, hs: Any, cot: Any, read: Fn) -> 
     g_y: F64 = np.sum([_flat(r[0]) for r in reads], axis=0)
     depth = np.zeros((T, g_y.size))
     steps = np.stack([_flat(r[0]) for r in reads])
-    for t in range(T):  # the error of y_t, walked down j = 0 .. t cell steps
-        ct = reads[t][1]
-        for j in range(t + 1):
-            gp, ct = cells[t - j](ct)
-            depth[j] += _flat(gp)
-            if j == t:
-                depth[j] += _flat(init_vjp(ct)[0])
+    # The error of y_t walked down j = 0 .. t cell steps: at step k the errors of the outputs
+    # t = k .. T-1 arrive together, at depths j = t - k, so one VJP of step k batched over them
+    # (jax.vmap; the VJP is linear in its cotangent) replaces T - k single ones: T calls, not T².
+    # Row t of the stack is source t; rows t < k have not started and stay 0 (the VJP is linear),
+    # which keeps one shape for every call (eager JAX compiles per shape).
+    first = jax.numpy.asarray(reads[0][1])
+    stack = jax.numpy.zeros((T, *first.shape), dtype=first.dtype)
+    for k in reversed(range(T)):
+        stack = stack.at[k].set(reads[k][1])
+        gp, stack = jax.vmap(cells[k])(stack)
+        depth[: T - k] += _flat_rows(gp, T)[k:]  # source t = k + j arrives at depth j
+    depth += _flat_rows(jax.vmap(init_vjp)(stack)[0], T)  # source t reaches the init at depth t
     carry = reads[T - 1][1] * 0.0
     for t in reversed(range(T)):  # full BPTT: δ_t = read-out part + carry from step t+1
         gp, carry = cells[t](reads[t][1] + carry)
