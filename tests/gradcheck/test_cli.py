@@ -103,25 +103,50 @@ def test_missing_module_is_explained(tmp_path: Path) -> None:
 
 
 def test_console_script_audits_the_zoo_and_writes_the_report(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "gradcheck", "audit", "-o", str(tmp_path)],
+    """The README's main job, end to end: every zoo case passes.  Without the study (``--no-study``):
+    the real study is computed and checked in tests/gradcheck/test_study.py, and that the zoo's
+    audit runs it by default is :func:`test_the_zoo_audit_runs_the_study_by_default`."""
+    done = subprocess.run([sys.executable, "-m", "gradcheck", "audit", "--no-study", "-o", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads((tmp_path / "gradcheck.json").read_text())
     families = {r["family"] for r in doc["results"]}
     assert {"dense", "mlp", "conv", "pooling", "rnn", "lstm", "gru", "recursive"} <= families
+    assert {"dense-jvp", "mlp-hvp", "mlp-batched"} <= families
+    assert {r["kind"] for r in doc["results"]} == {"check_layer", "check_jvp", "check_hvp", "check_batched"}
     assert {leaf["dtype"] for r in doc["results"] for leaf in r["leaves"]} == {"float32", "float64"}
     assert all(r["verdict"] == "pass" for r in doc["results"])
-    # the built-in zoo's audit carries the gradient-flow study (issue 5) in the JSON and the page
-    study = doc["study"]
-    assert study["schema"] == "gradcheck.study/1" and study["agree"] is True
-    assert len(study["rows"]) == 17 and {r["regime"] for r in study["rows"]} == {"vanishing", "stable", "exploding"}
-    page = (tmp_path / "gradcheck.html").read_text()
-    assert 'id="study-table"' in page and 'id="study-slope"' in page and 'id="study-truncation"' in page
-    assert "gradient-flow study (T=24" in done.stdout
-    # one line per case as it finished, in the declared order (one process), then the study's
+    assert "study" not in doc and "gradient-flow study" not in done.stdout
+    # one line per case as it finished, in the declared order (one process)
     lines = [m for m in map(CASE_LINE.match, done.stdout.splitlines()) if m]
     assert [(m["verdict"], m["name"]) for m in lines] == [("pass", r["name"]) for r in doc["results"]]
-    assert re.search(r"^gradient-flow study: finished in \d+\.\ds \(17 models\)$", done.stdout, re.M)
+
+
+def test_the_zoo_audit_runs_the_study_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``gradcheck audit`` of the built-in zoo records the gradient-flow study in the JSON and the
+    page (issue 5); a small study stands in for the default one (the same code path)."""
+    from gradcheck.study import StudyConfig, flow_study
+
+    ran: list[bool] = []
+
+    def small() -> Any:
+        ran.append(True)
+        return flow_study(T=5, hidden=3, batch=1, configs=[StudyConfig("rnn", "tanh", 0.5),
+                                                           StudyConfig("rnn", "tanh", 3.0)])
+
+    monkeypatch.setattr(cli, "run_study", small)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    code = cli.main(["audit", "-k", "dense[activation=tanh]/float64/seed0", "-o", str(tmp_path)])
+    assert code == 0 and ran == [True], out.getvalue()
+    doc = json.loads((tmp_path / "gradcheck.json").read_text())
+    assert [r["name"] for r in doc["results"]] == ["dense[activation=tanh]/float64/seed0"]
+    study = doc["study"]
+    assert study["schema"] == "gradcheck.study/1" and study["agree"] is True and len(study["rows"]) == 2
+    page = (tmp_path / "gradcheck.html").read_text()
+    assert 'id="study-table"' in page and 'id="study-slope"' in page and 'id="study-truncation"' in page
+    assert "gradient-flow study (T=5" in out.getvalue()
+    assert re.search(r"^gradient-flow study: finished in \d+\.\ds \(2 models\)$", out.getvalue(), re.M)
 
 
 def _passing_row(case: Mapping[str, Any]) -> dict[str, Any]:
