@@ -400,24 +400,14 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] | None
         speed.dump(s, speed_json, {"date": started.isoformat(), "command": _command(argv),
                                    "machine": mach, "load_after": load_after, "versions": vers})
         say(f"wrote {speed_json}")
-    if w is not None:
-        twin_json = out.with_name("twin.json" if stem == "RESULTS" else f"{stem}-twin.json")
-        twin_json.write_text(json.dumps({"date": started.isoformat(), "command": _command(argv),
-                                         "machine": mach, "versions": vers, **w.to_dict()},
-                                        indent=1, default=_json_default, allow_nan=True))
-        say(f"wrote {twin_json}")
-    if h is not None:
-        higher_json = out.with_name("higher.json" if stem == "RESULTS" else f"{stem}-higher.json")
-        higher_json.write_text(json.dumps({"date": started.isoformat(), "command": _command(argv),
-                                           "machine": mach, "versions": vers, **h.to_dict()},
-                                          indent=1, default=_json_default, allow_nan=True))
-        say(f"wrote {higher_json}")
-    if pr is not None:
-        practice_json = out.with_name("practice.json" if stem == "RESULTS" else f"{stem}-practice.json")
-        practice_json.write_text(json.dumps({"date": started.isoformat(), "command": _command(argv),
-                                             "machine": mach, "versions": vers, **pr.to_dict()},
-                                            indent=1, default=_json_default, allow_nan=True))
-        say(f"wrote {practice_json}")
+    for section, result in (("twin", w), ("higher", h), ("practice", pr)):
+        if result is None:
+            continue
+        path = out.with_name(f"{section}.json" if stem == "RESULTS" else f"{stem}-{section}.json")
+        path.write_text(json.dumps({"date": started.isoformat(), "command": _command(argv),
+                                    "machine": mach, "versions": vers, **result.to_dict()},
+                                   indent=1, default=_json_default, allow_nan=True))
+        say(f"wrote {path}")
     say(f"wrote {out}, {json_path}" + (f", {plot_path}" if c is not None else ""))
     return out
 
