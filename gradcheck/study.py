@@ -224,6 +224,24 @@ class StudyRow:
     def min_truncation(self) -> int | None:
         return self.flow.min_truncation
 
+    @property
+    def spread(self) -> float:
+        """``σ_max / σ_min`` of the end-to-end Jacobian (NaN without a spectrum)."""
+        sp = self.flow.spectrum
+        return float(sp.spread) if sp is not None else math.nan
+
+    @property
+    def top(self) -> float:
+        """The end-to-end Jacobian's largest singular value (NaN without a spectrum)."""
+        sp = self.flow.spectrum
+        return float(sp.top[0]) if sp is not None and sp.top.size else math.nan
+
+    @property
+    def bottom(self) -> float:
+        """The end-to-end Jacobian's smallest singular value (NaN without a spectrum)."""
+        sp = self.flow.spectrum
+        return float(sp.bottom[0]) if sp is not None and sp.bottom.size else math.nan
+
     def to_dict(self) -> dict[str, Any]:
         """The row as strict JSON (non-finite numbers as strings), with the flow's own record."""
         return {
@@ -241,6 +259,12 @@ class StudyRow:
             "agree": self.agree,
             "min_truncation": self.min_truncation,
             "bound_ratio": json_number(self.bound_ratio),
+            "spread": json_number(self.spread),
+            "sigma_top": json_number(self.top),
+            "sigma_bottom": json_number(self.bottom),
+            "cause": self.flow.cause,
+            "parted_at": self.flow.parted_at,
+            "model_regime": self.flow.model_regime,
             "flow": self.flow.to_dict(),
         }
 
@@ -278,14 +302,15 @@ class Study:
     def table(self) -> str:
         """A plain-text table of the rows, for a terminal."""
         head = (f"{'model':<20} {'σ_max':>6} {'η':>6} {'log η':>7} {'slope ± stderr':>17}  "
-                f"{'regime':<9} {'hand=JAX':<8} {'τ(1%)':>5}")
+                f"{'regime':<9} {'hand=JAX':<8} {'τ(1%)':>5} {'spread':>8}  cause")
         lines = [f"gradient-flow study (T={self.T}, H={self.hidden}, B={self.batch}, seed={self.seed}): "
                  "log-slope of ‖∂L/∂h_t‖ per step back", head]
         for r in self.rows:
             tau = "-" if r.min_truncation is None else str(r.min_truncation)
             lines.append(f"{r.label[:20]:<20} {_short(r.sigma_max):>6} {_short(r.eta):>6} "
                          f"{_signed(r.log_eta):>7} {_signed(r.slope):>8} ± {_fixed(r.slope_stderr):<6}  "
-                         f"{r.regime:<9} {'yes' if r.agree else 'NO':<8} {tau:>5}")
+                         f"{r.regime:<9} {'yes' if r.agree else 'NO':<8} {tau:>5} {_short(r.spread):>8}  "
+                         f"{_cause(r)}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,6 +333,14 @@ class Study:
 
 def _short(x: float, digits: int = 3) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _cause(row: StudyRow) -> str:
+    """``model``, ``backward@k`` (the step the hand norms part from JAX's) or ``-``."""
+    cause = row.flow.cause
+    if cause == "backward" and row.flow.parted_at is not None:
+        return f"backward@{row.flow.parted_at}"
+    return cause or "-"
 
 
 def _fixed(x: float) -> str:

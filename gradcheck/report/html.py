@@ -372,7 +372,8 @@ def _flows(row: Mapping[str, Any], counter: Iterator[int]) -> list[dict[str, Any
 #: Numeric columns of the study table: (header, key in the study row, format).
 _STUDY_NUMBERS = (("σ_max", "sigma_max", ".3g"), ("γ", "gamma", ".3g"), ("η", "eta", ".3g"),
                   ("log η", "log_eta", "+.3f"), ("slope / step", "slope", "+.3f"),
-                  ("± stderr", "slope_stderr", ".3f"), ("max ‖∂h_t/∂h_k‖ / η^(t−k)", "bound_ratio", ".4f"))
+                  ("± stderr", "slope_stderr", ".3f"), ("max ‖∂h_t/∂h_k‖ / η^(t−k)", "bound_ratio", ".4f"),
+                  ("σ_max/σ_min (end to end)", "spread", ".3g"))
 
 
 def _finite(value: Any) -> bool:

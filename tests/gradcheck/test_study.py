@@ -239,3 +239,13 @@ def test_any_elman_study_row_obeys_the_bound(act: str, scale: float, T: int, hid
     if row.regime == "exploding":
         assert row.eta > 1
     assert row.flow.truncation_errors[-1] <= 1e-12
+
+
+def test_rows_carry_the_spectrum_and_the_cause(study: Study) -> None:
+    for row in study.to_dict()["rows"]:
+        assert {"spread", "sigma_top", "sigma_bottom", "cause", "parted_at", "model_regime"} <= row.keys()
+        assert row["cause"] in ("model", "backward", "")
+    tanh = study.row("rnn/tanh σ=0.5")
+    assert tanh.flow.spectrum is not None and tanh.spread == tanh.flow.spectrum.spread
+    assert tanh.top >= tanh.bottom >= 0
+    assert "spread" in study.table().splitlines()[1]
