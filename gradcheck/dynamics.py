@@ -147,6 +147,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from gradcheck.autodiff import jit
 from gradcheck.errors import InvalidArgument
 from gradcheck.result import json_number
 from gradcheck.spectra import LinearMap, Spectrum, dense_spectrum, jax_linear_map, spectrum
@@ -1321,7 +1322,7 @@ def _wide_deltas(stack: DepthStack, L: int) -> Fn:
 
         return jax.vmap(one)(C)
 
-    return jax.jit(deltas)
+    return jit(deltas)
 
 
 def _slopes_from_deltas(D: dict[str, F64], C: F64, W: list[F64], L: int) -> tuple[list[F64], float]:
@@ -1403,7 +1404,7 @@ def _read_maps(stack: Any, params: Any, x: F64, L: int, seed: int) -> tuple[_Lay
                 a = stack.layer_activation(p64, i, nets[-1])
             return nets, a
 
-        nets, y_maps = jax.jit(chain)([0.0] * L)
+        nets, y_maps = jit(chain)([0.0] * L)
         y = stack.forward(p64, x64)
         if not _reproduces(y_maps, y):
             raise ValueError("layer_forward and layer_activation do not reproduce forward(params, x)")
@@ -1412,7 +1413,7 @@ def _read_maps(stack: Any, params: Any, x: F64, L: int, seed: int) -> tuple[_Lay
             return [jax.jvp(lambda n, i=i: stack.layer_activation(p64, i, n), (v,), (jnp.ones_like(v),))[1]
                     for i, v in enumerate(ns)]
 
-        compiled = jax.jit(slopes)
+        compiled = jit(slopes)
         fps = tuple(np.asarray(f, dtype=np.float64).reshape(x.shape[0], -1) for f in compiled(nets))
         gammas = tuple(_gamma(s) for s in compiled([jnp.asarray(_grid_rows(n.shape[1:])) for n in nets]))
         ins = [x64, *(stack.layer_activation(p64, i, n) for i, n in enumerate(nets[:-1]))]

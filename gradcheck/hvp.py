@@ -184,9 +184,8 @@ class _Directional:
 
 @functools.lru_cache(maxsize=32)
 def _compiled_grad(g: _Directional) -> Callable[..., Any]:
-    import jax
 
-    return jax.jit(g.jax_grad)
+    return autodiff.jit(g.jax_grad)
 
 
 def _jax_kind(fun: Callable[..., Any], params: Any, args: tuple[Any, ...], opts: CheckOptions,

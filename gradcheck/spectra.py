@@ -69,6 +69,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from gradcheck.autodiff import jit
 from gradcheck.errors import InvalidArgument
 from gradcheck.result import json_number
 
@@ -239,10 +240,10 @@ def jax_linear_map(fun: Callable[[Any], Any], x0: Any, *, batched: bool = False)
     def _compiled(name: str) -> Any:
         if name not in compiled:
             if name == "jvp":
-                compiled[name] = jax.jit(jvp)
+                compiled[name] = jit(jvp)
             else:
                 transposed = jax.linear_transpose(jvp, x)
-                compiled[name] = jax.jit(lambda u: transposed(u)[0])
+                compiled[name] = jit(lambda u: transposed(u)[0])
         return compiled[name]
 
     rows = int(x.shape[0]) if batched else 1
