@@ -77,7 +77,7 @@ def failing(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_a_mismatch_traceback_ends_at_the_test_line_with_the_message(failing: pytest.Pytester) -> None:
-    result = failing.runpytest_subprocess()
+    result = failing.runpytest_inprocess()
     result.assert_outcomes(failed=4)
     sections = _sections(result.stdout.str())
     for test, line in [("test_grad", "# the grad line"), ("test_layer", "# the layer line"),
@@ -96,7 +96,7 @@ def test_a_mismatch_traceback_ends_at_the_test_line_with_the_message(failing: py
 
 def test_the_frame_check_sees_gradcheck_frames_when_they_are_not_hidden(failing: pytest.Pytester) -> None:
     # --full-trace shows hidden frames too: the pattern above would have caught them
-    result = failing.runpytest_subprocess("--full-trace", "-k", "test_grad or test_raise")
+    result = failing.runpytest_inprocess("--full-trace", "-k", "test_grad or test_raise")
     result.assert_outcomes(failed=2)
     sections = _sections(result.stdout.str())
     frames = {test: _GRADCHECK_FRAME.findall(sections[test]) for test in sections}
@@ -105,7 +105,7 @@ def test_the_frame_check_sees_gradcheck_frames_when_they_are_not_hidden(failing:
 
 
 def test_assert_passed_shows_the_short_repr(failing: pytest.Pytester) -> None:
-    result = failing.runpytest_subprocess("-k", "test_assert_passed")
+    result = failing.runpytest_inprocess("-k", "test_assert_passed")
     result.assert_outcomes(failed=1)
     section = _sections(result.stdout.str())["test_assert_passed"]
     assert "+  where False = <CheckResult 'dense': fail — W: fail (hand: sign flip)>.passed" in section

@@ -1,7 +1,7 @@
-"""The pytest plugin end to end: sample projects run in subprocesses (``pytester``).
+"""The pytest plugin end to end: sample projects run by ``pytester`` (in this process, see conftest.py).
 
-Sample checks use ``references=("numeric",)`` through the marker so that no subprocess imports
-JAX (except the one gradient-flow test), keeping these runs at about a second each.
+Sample checks use ``references=("numeric",)`` through the marker so that no run compiles a JAX
+reference (except the gradient-flow and twin tests), keeping these runs at a tenth of a second.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_registered_as_pytest11_entry_point() -> None:
 
 
 def test_sample_project_exit_code_summary_and_rows(sample: pytest.Pytester) -> None:
-    result = sample.runpytest_subprocess("--gradcheck-json=out/run.json", "--gradcheck-html",
+    result = sample.runpytest_inprocess("--gradcheck-json=out/run.json", "--gradcheck-html",
                                          "--junitxml=junit.xml")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=4, failed=3, errors=1)
@@ -169,7 +169,7 @@ def test_sample_project_exit_code_summary_and_rows(sample: pytest.Pytester) -> N
 
 
 def test_default_run_writes_no_files(sample: pytest.Pytester) -> None:
-    result = sample.runpytest_subprocess("-k", "test_pass or test_fail or hyp")
+    result = sample.runpytest_inprocess("-k", "test_pass or test_fail or hyp")
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(["4 checks in 4 tests: 2 pass, 2 fail"])
     assert not (sample.path / "reports").exists()
@@ -177,7 +177,7 @@ def test_default_run_writes_no_files(sample: pytest.Pytester) -> None:
 
 def test_no_summary_without_gradcheck_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x():\n    pass\n")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()
     result.assert_outcomes(passed=1)
     assert "- gradcheck -" not in result.stdout.str()
     assert "checks in" not in result.stdout.str()
@@ -199,7 +199,7 @@ def test_xdist_gives_the_same_rows_as_a_serial_run(sample: pytest.Pytester) -> N
 
 def test_xdist_crashed_worker_is_a_no_result_row(sample: pytest.Pytester) -> None:
     sample.makepyfile(test_crash="import os\n\ndef test_crash(gradcheck):\n    os._exit(3)\n")
-    result = sample.runpytest_subprocess("--gradcheck-json=out.json", "-n", "2")
+    result = sample.runpytest_inprocess("--gradcheck-json=out.json", "-n", "2")
     result.stdout.fnmatch_lines([
         "8 checks in 8 tests: 2 pass, 3 fail, 2 error, 1 no result",
         "  NO RESULT test_crash.py::test_crash: *crashed*",
@@ -233,7 +233,7 @@ def test_bad_marker_errors_the_test_with_a_readable_message(
 ) -> None:
     pytester.makepyfile(f"import pytest\n\n@pytest.mark.gradcheck({marker})\n"
                         "def test_it(gradcheck):\n    pass\n")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*@pytest.mark.gradcheck on test_*.py::test_it: {message}"])
     assert "Traceback" not in result.stdout.str()
@@ -282,7 +282,7 @@ def test_precedence_call_marker_cli_ini_default(
     pytester.makepyfile(test_prec=PRECEDENCE)
     if ini is not None:
         pytester.makeini(f"[pytest]\n{ini}\n")
-    result = pytester.runpytest_subprocess("--gradcheck-json=out.json", *args)
+    result = pytester.runpytest_inprocess("--gradcheck-json=out.json", *args)
     result.assert_outcomes(passed=4)
     rows = _by_test(_rows(pytester.path / "out.json"))
     got = {k: (r["seed"], r["options"]["mode"]) for k, r in rows.items()}
@@ -331,7 +331,7 @@ def test_tolerances_call_over_marker_over_cli_over_ini(
     pytester.makepyfile(test_tols=TOLERANCES)
     if ini is not None:
         pytester.makeini(f"[pytest]\n{ini}\n")
-    result = pytester.runpytest_subprocess("--gradcheck-json=out.json", *args)
+    result = pytester.runpytest_inprocess("--gradcheck-json=out.json", *args)
     result.assert_outcomes(passed=4)
     rows = _by_test(_rows(pytester.path / "out.json"))
     # the tolerance each leaf was judged with, as the session JSON records it
@@ -391,7 +391,7 @@ def test_the_jax_twin_is_set_once_for_a_project(
     pytester.makepyfile(test_twin_setting=NUMPY_ONLY)
     if ini is not None:
         pytester.makeini(f"[pytest]\n{ini}\n")
-    result = pytester.runpytest_subprocess("--gradcheck-json=out.json", *args)
+    result = pytester.runpytest_inprocess("--gradcheck-json=out.json", *args)
     result.assert_outcomes(passed=2)
     rows = _by_test(_rows(pytester.path / "out.json"))
     assert {k: r["jax_source"] for k, r in rows.items()} == {"test_plain": plain, "test_marker": "twin"}
@@ -400,7 +400,7 @@ def test_the_jax_twin_is_set_once_for_a_project(
 def test_ini_report_paths_are_relative_to_the_ini_file(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_prec=PRECEDENCE)
     pytester.makeini("[pytest]\ngradcheck_json = build/\n")
-    result = pytester.runpytest_subprocess("-k", "plain")
+    result = pytester.runpytest_inprocess("-k", "plain")
     result.stdout.fnmatch_lines(["gradcheck JSON report: *build*gradcheck.json"])
     assert len(_rows(pytester.path / "build" / "gradcheck.json")) == 1
 
@@ -433,7 +433,7 @@ def test_bad_options_are_usage_errors(
     pytester.makepyfile("def test_x():\n    pass\n")
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
-    result = pytester.runpytest_subprocess(*args)
+    result = pytester.runpytest_inprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
 
@@ -451,7 +451,7 @@ def test_flow(gradcheck):
     flow = gradcheck.gradient_flow(layer, params, x)
     assert flow.regime == "vanishing"
 ''')
-    result = pytester.runpytest_subprocess("--gradcheck-json=out.json", "--gradcheck-seed=7")
+    result = pytester.runpytest_inprocess("--gradcheck-json=out.json", "--gradcheck-seed=7")
     result.assert_outcomes(passed=1)
     (row,) = _rows(pytester.path / "out.json")
     assert row["kind"] == "gradient_flow" and row["verdict"] == "pass"
@@ -537,7 +537,7 @@ def test_layer_jvp_bug(gradcheck):
 
 def test_jvp_hvp_and_batched_checks_are_rows_of_their_kind(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_kinds=KINDS)
-    result = pytester.runpytest_subprocess("--gradcheck-json=run.json", "-p", "no:randomly")
+    result = pytester.runpytest_inprocess("--gradcheck-json=run.json", "-p", "no:randomly")
     result.assert_outcomes(passed=3, failed=3)
     rows = _by_test(_rows(pytester.path / "run.json"))
     assert {t: (r["kind"], r["verdict"]) for t, r in rows.items()} == {

@@ -60,7 +60,7 @@ def _doc(path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("key", ["html", "json"])
 def test_a_test_file_after_the_option_is_refused_and_left_alone(pytester: pytest.Pytester, key: str) -> None:
     source = pytester.makepyfile(test_rnn=CHECKS + LATER_BUG).read_text()
-    result = pytester.runpytest_subprocess(f"--gradcheck-{key}", "test_rnn.py")
+    result = pytester.runpytest_inprocess(f"--gradcheck-{key}", "test_rnn.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
         f"*--gradcheck-{key}='test_rnn.py': refusing to write the {key.upper()} report to *test_rnn.py, "
@@ -71,12 +71,12 @@ def test_a_test_file_after_the_option_is_refused_and_left_alone(pytester: pytest
 def test_an_ini_path_or_an_existing_file_that_is_not_a_report_is_refused(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_ok=CHECKS)
     pytester.makeini("[pytest]\ngradcheck_json = test_ok.py\n")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*gradcheck_json (ini option in tox.ini)='test_ok.py': refusing*"])
     (pytester.path / "tox.ini").unlink()
     notes = pytester.makefile(".html", notes="<html><body>my notes</body></html>")
-    result = pytester.runpytest_subprocess("--gradcheck-html=notes.html")
+    result = pytester.runpytest_inprocess("--gradcheck-html=notes.html")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*notes.html, which exists and is not a gradcheck HTML report*"])
     assert notes.read_text() == "<html><body>my notes</body></html>"
@@ -88,7 +88,7 @@ def test_an_ini_path_or_an_existing_file_that_is_not_a_report_is_refused(pyteste
 def test_a_failed_json_write_fails_the_run_and_the_html_is_still_written(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_ok=CHECKS)
     pytester.makefile(".txt", somefile="a regular file, not a folder")
-    result = pytester.runpytest_subprocess("--gradcheck-json=somefile.txt/out.json", "--gradcheck-html=page.html")
+    result = pytester.runpytest_inprocess("--gradcheck-json=somefile.txt/out.json", "--gradcheck-html=page.html")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
     result.stdout.fnmatch_lines([
@@ -102,7 +102,7 @@ def test_a_failed_json_write_fails_the_run_and_the_html_is_still_written(pyteste
 def test_a_failed_html_write_keeps_the_json_and_a_failing_run_keeps_its_status(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_bug=CHECKS + LATER_BUG)
     pytester.makefile(".txt", somefile="")
-    result = pytester.runpytest_subprocess("--gradcheck-json=out.json", "--gradcheck-html=somefile.txt/page.html")
+    result = pytester.runpytest_inprocess("--gradcheck-json=out.json", "--gradcheck-html=somefile.txt/page.html")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["gradcheck could not write its HTML report to *page.html: *",
                                  "gradcheck: a report was not written, so the run fails (exit status 1)"])
@@ -115,7 +115,7 @@ def test_a_failed_html_write_keeps_the_json_and_a_failing_run_keeps_its_status(p
 def test_reports_carry_the_run_id_and_status_and_mark_a_passing_check_in_a_failed_test(
         pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_bug=CHECKS + LATER_BUG)
-    result = pytester.runpytest_subprocess("--gradcheck-json=r.json", "--gradcheck-html=r.html")
+    result = pytester.runpytest_inprocess("--gradcheck-json=r.json", "--gradcheck-html=r.html")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([
         "2 checks in 2 tests: 2 pass (1 in a failed test)",
@@ -139,7 +139,7 @@ def test_reports_carry_the_run_id_and_status_and_mark_a_passing_check_in_a_faile
 
 def test_an_interrupted_run_says_so_in_both_reports(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_bug=CHECKS + LATER_BUG)
-    result = pytester.runpytest_subprocess("-x", "--gradcheck-json=r.json", "--gradcheck-html=r.html")
+    result = pytester.runpytest_inprocess("-x", "--gradcheck-json=r.json", "--gradcheck-html=r.html")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["gradcheck: this run is interrupted (stopping after 1 failures); "
                                  "1 of 3 collected tests did not report; its reports say so"])
@@ -162,7 +162,7 @@ import pytest
 def pytest_runtest_protocol(item, nextitem):
     return True if item.name == "test_stop" else None  # "runs" it without a report
 ''')
-    result = pytester.runpytest_subprocess("--gradcheck-json=r.json", "--gradcheck-html=r.html")
+    result = pytester.runpytest_inprocess("--gradcheck-json=r.json", "--gradcheck-html=r.html")
     assert result.ret == pytest.ExitCode.OK
     run = _doc(pytester.path / "r.json")["run"]
     assert (run["status"], run["missing"]) == ("incomplete", ["test_stop.py::test_stop"])
@@ -173,7 +173,7 @@ def test_an_older_report_is_replaced_but_one_another_run_wrote_meanwhile_is_not(
     old = report.write_json(report.session_document([], run={"id": "a" * 32}), pytester.path / "r.json")
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     pytester.makepyfile(test_ok=CHECKS)
-    pytester.runpytest_subprocess("--gradcheck-json=r.json").assert_outcomes(passed=1)
+    pytester.runpytest_inprocess("--gradcheck-json=r.json").assert_outcomes(passed=1)
     first = _doc(old)["run"]["id"]
     assert first != "a" * 32 and len(_doc(old)["rows"]) == 1
     pytester.makepyfile(test_meanwhile='''
@@ -184,7 +184,7 @@ def test_another_run_writes_its_reports(gradcheck):
     report.write_json(report.session_document([], run=run), "r.json")
     report.write_html(report.session_document([], run=run), "r.html")
 ''')
-    result = pytester.runpytest_subprocess("--gradcheck-json=r.json", "--gradcheck-html=r.html")
+    result = pytester.runpytest_inprocess("--gradcheck-json=r.json", "--gradcheck-html=r.html")
     result.assert_outcomes(passed=2)
     (mine,) = pytester.path.glob("r-*.json")
     run_id = _doc(mine)["run"]["id"]
@@ -200,7 +200,7 @@ def test_another_run_writes_its_reports(gradcheck):
 
 def test_xdist_runs_know_their_collection(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_bug=CHECKS + LATER_BUG)
-    result = pytester.runpytest_subprocess("-n", "2", "--gradcheck-json=r.json")
+    result = pytester.runpytest_inprocess("-n", "2", "--gradcheck-json=r.json")
     result.assert_outcomes(passed=2, failed=1)
     doc = _doc(pytester.path / "r.json")
     assert (doc["run"]["status"], doc["run"]["collected"]) == ("complete", 3)
