@@ -38,6 +38,34 @@ _TRUNCATION_STYLE = {"tanh": ("Blues", "-"), "sigmoid": ("Oranges", "--"), "relu
                      "": ("Purples", ":")}
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+_MATHDEFAULT = re.compile(r"^\$\\mathdefault\{(.*)\}\$$")
+_POWER = re.compile(r"\^\{(-?\d+)\}")
+
+
+def _plain_tick(label: str) -> str:
+    """A log-axis tick label of matplotlib's (``$\\mathdefault{2\\times10^{-3}}$``) as plain text
+    (``2×10⁻³``): the same label without mathtext, whose layout was most of a figure's time."""
+    m = _MATHDEFAULT.match(label)
+    if not m:
+        return label
+    body = _POWER.sub(lambda p: p.group(1).translate(_SUPERSCRIPT), m.group(1).replace("\\times", "×"))
+    return body.replace("-", "−")
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Label a log axis as matplotlib does (the decades; the minor ticks too on a short range) in
+    plain text instead of mathtext."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class Plain(LogFormatterSciNotation):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return _plain_tick(super().__call__(x, pos))
+
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False))
+
+
 def _rc(prefix: str) -> Any:
     """The rc settings of one figure; ``prefix`` salts the hashes of its ids."""
     return {**_RC, "svg.hashsalt": prefix}
@@ -140,6 +168,7 @@ def flow_svg(flow: Mapping[str, Any], prefix: str, *, size: tuple[float, float] 
             from matplotlib.ticker import MaxNLocator
 
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _plain_log_ticks(ax.yaxis)
         ax.set_xlabel("layer i" if depth else "time step t")
         ax.set_ylabel("‖∂L/∂net_i‖" if depth else "‖∂L/∂h_t‖")
         ax.grid(True, which="major", alpha=0.3)
@@ -296,6 +325,7 @@ def truncation_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
             ax.axhline(tolerance, color="0.3", lw=1, ls=(0, (1, 2)), label=f"{tolerance:.0%} tolerance")
         low = min(v for _, shown in curves for v in shown if math.isfinite(v))
         ax.set_ylim(bottom=max(low / 2, _TRUNCATION_FLOOR))
+        _plain_log_ticks(ax.yaxis)
         ax.set_xlabel("truncation τ (cell steps back-propagated)")
         ax.set_ylabel("‖g_τ − g‖ / ‖g‖")
         ax.grid(True, which="major", alpha=0.3)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import gradcheck as gc
 from gradcheck import report
@@ -27,6 +29,7 @@ from gradcheck.report.plots import (
     step_errors,
     step_errors_svg,
     study_slope_svg,
+    truncation_svg,
 )
 from tests.gradcheck.report.test_html import Page
 
@@ -401,6 +404,41 @@ def test_a_depth_flow_has_whole_layers_on_its_axis(n_layers: int) -> None:
     ticks = [t for t in _svg_texts(svg) if re.fullmatch(r"[\d.]+", t)]
     assert ticks and all(t.isdigit() for t in ticks), ticks  # no layer 0.5
     assert "layer i" in _svg_texts(svg)
+
+
+_FROM_SUPERSCRIPT = str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹−", "-0123456789-")
+
+
+def _tick_value(label: str) -> float:
+    """``2×10⁻³`` -> 0.002, ``10⁴`` -> 1e4, ``0.5`` -> 0.5."""
+    coeff, ten, power = label.rpartition("10")
+    if not ten:
+        return float(label)
+    return float(coeff.removesuffix("×") or 1) * 10.0 ** int(power.translate(_FROM_SUPERSCRIPT))
+
+
+@given(coeff=st.integers(1, 9), exponent=st.integers(-30, 30))
+def test_log_tick_labels_are_matplotlibs_numbers_without_mathtext(coeff: int, exponent: int) -> None:
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    from gradcheck.report.plots import _plain_tick
+
+    value = coeff * 10.0 ** exponent
+    label = _plain_tick(LogFormatterSciNotation(labelOnlyBase=False)(value))
+    assert "$" not in label and "\\" not in label and "{" not in label, label
+    assert _tick_value(label) == pytest.approx(value, rel=1e-12), label
+
+
+def test_log_plots_label_their_decades_in_plain_text() -> None:
+    norms = [10.0 ** -k for k in range(9)]
+    flow = flow_svg({"hand_norms": norms, "autodiff_norms": norms, "eta": 0.1}, "f-")
+    curves = truncation_svg([{"label": "rnn/tanh σ=0.5", "kind": "rnn", "activation": "tanh",
+                              "flow": {"truncation_errors": [10.0 ** -k for k in range(1, 7)] + [0.0]}}], "t-")
+    for svg in (flow, curves):
+        assert svg is not None and "mathdefault" not in svg and "$" not in svg
+        decades = {t for t in _svg_texts(svg) if re.fullmatch(r"10[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+", t)}
+        assert len(decades) >= 3, _svg_texts(svg)
+    assert {"10⁻⁸", "10⁻⁴", "10⁰"} <= set(_svg_texts(flow))
 
 
 def _label_boxes(svg: str, labels: set[str]) -> list[tuple[str, float, float, float, float]]:
