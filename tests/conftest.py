@@ -1,5 +1,8 @@
-"""Hypothesis profiles: ``default`` keeps the suite quick; ``thorough`` is the long property run
-(``HYPOTHESIS_PROFILE=thorough``); ``ci`` is derandomised so CI failures reproduce.
+"""Hypothesis profiles: ``default`` keeps the suite quick (20 examples a property; the README's test
+command, five minutes on two cores); ``thorough`` is the long property run
+(``HYPOTHESIS_PROFILE=thorough``, 1000); ``ci`` is ``default`` derandomised so CI failures
+reproduce.  An expensive property asks :func:`tests._profile.examples` for a count that scales with
+the profile.
 
 And one JAX compilation cache for the whole test session.  Nearly all the suite's time is XLA
 compiling: every JAX primitive at every new shape, and every compiled reference, is compiled
@@ -27,8 +30,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
-settings.register_profile("default", max_examples=60, **_common)
-settings.register_profile("ci", max_examples=60, derandomize=True, **_common)
+settings.register_profile("default", max_examples=20, **_common)
+settings.register_profile("ci", max_examples=20, derandomize=True, **_common)
 settings.register_profile("thorough", max_examples=1000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 

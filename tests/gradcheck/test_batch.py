@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import gradcheck as gc
 from gradcheck import numeric
+from tests._profile import examples
 
 
 def _layer(seed: int, n_in: int, n_out: int) -> tuple[Any, Any, dict[str, np.ndarray]]:
@@ -33,7 +34,7 @@ def _layer(seed: int, n_in: int, n_out: int) -> tuple[Any, Any, dict[str, np.nda
     return loss, grad, params
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8), deadline=None)
 @given(seed=st.integers(0, 2**16), n_in=st.integers(16, 40), n_out=st.integers(16, 40))
 def test_batched_partials_match_the_one_at_a_time_path(seed: int, n_in: int, n_out: int) -> None:
     loss, grad, params = _layer(seed, n_in, n_out)

@@ -34,14 +34,9 @@ from gradcheck.dynamics import (
 )
 from gradcheck.errors import InvalidArgument
 from gradcheck.strategies import RecurrentConfig, recurrent_configs
+from tests._profile import examples
 
 SLACK = 1e-9  # relative rounding slack on the η^(t−k) bound (float64 products of ≤ 12 matrices)
-#: Example counts are written for the default profile (60, tests/conftest.py) and scale with it.
-PROFILE_EXAMPLES = 60
-
-
-def _examples(n: int) -> int:
-    return max(1, round(n * settings().max_examples / PROFILE_EXAMPLES))
 
 
 def _flow(cfg: RecurrentConfig) -> tuple[FlowResult, Any, Any, Any]:
@@ -52,7 +47,7 @@ def _flow(cfg: RecurrentConfig) -> tuple[FlowResult, Any, Any, Any]:
 # ----------------------------------------------------------------------------- properties
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(cfg=recurrent_configs())
 def test_recurrent_flow_properties(cfg: RecurrentConfig) -> None:
     """One flow per example (JAX compiles per shape, so each example is costly); four properties."""
@@ -404,7 +399,7 @@ def _same_verdict(a: FlowResult, b: FlowResult) -> None:
         assert s == pytest.approx(t, abs=1e-9) or (math.isnan(s) and math.isnan(t))
 
 
-@settings(max_examples=_examples(6), deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(cfg=recurrent_configs(hidden=st.integers(2, 4), length=st.integers(3, 7)), c=SCALES,
        how=st.sampled_from(["scale dy", "scale loss", "mean"]), carry=st.sampled_from([1.0, 0.0, 2.0]))
 def test_a_regime_is_unchanged_under_loss_rescaling_and_sum_or_mean(
@@ -431,7 +426,7 @@ def test_a_regime_is_unchanged_under_loss_rescaling_and_sum_or_mean(
     _same_verdict(base, other)
 
 
-@settings(max_examples=_examples(5), deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(depth=st.integers(1, 3), act=st.sampled_from(["tanh", "sigmoid", "relu"]), c=SCALES,
        mean=st.booleans(), seed=st.integers(0, 2**16))
 def test_a_depth_regime_is_unchanged_under_loss_rescaling_and_sum_or_mean(
@@ -446,7 +441,7 @@ def test_a_depth_regime_is_unchanged_under_loss_rescaling_and_sum_or_mean(
 # ----------------------------------------------------------------------------- through depth (issue 16)
 
 
-@settings(max_examples=_examples(6), deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(sizes=st.lists(st.integers(2, 6), min_size=2, max_size=5), act=st.sampled_from(["tanh", "sigmoid", "relu"]),
        gain=st.floats(0.2, 2.5), seed=st.integers(0, 2**16))
 def test_deep_stack_jacobians_obey_their_bound(sizes: list[int], act: str, gain: float, seed: int) -> None:

@@ -23,18 +23,12 @@ from gradcheck.spectra import (
     linear_map,
     spectrum,
 )
+from tests._profile import examples
 
-#: Example counts are written for the default profile (60, tests/conftest.py) and scale with it
-#: (HYPOTHESIS_PROFILE=thorough draws about 17 times as many).
-PROFILE_EXAMPLES = 60
 #: Singular values from a complete bidiagonalisation are exact to O(q·ε·‖J‖), absolutely.
 ABS = 1e-10
 
 KINDS = ("gaussian", "rank-deficient", "ill-conditioned", "diagonal", "orthogonal", "zero")
-
-
-def _examples(n: int) -> int:
-    return max(1, round(n * settings().max_examples / PROFILE_EXAMPLES))
 
 
 def _blocks(rng: np.random.Generator, kind: str, B: int, m: int, n: int) -> np.ndarray:
@@ -74,7 +68,7 @@ def _reference(a: np.ndarray) -> np.ndarray:
     return np.sort(np.linalg.svd(a, compute_uv=False).ravel())
 
 
-@settings(max_examples=_examples(20), deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(kind=st.sampled_from(KINDS), B=st.integers(1, 3), m=st.integers(1, 9), n=st.integers(1, 9),
        k=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
 def test_lanczos_matches_a_dense_svd(kind: str, B: int, m: int, n: int, k: int, seed: int) -> None:
@@ -99,7 +93,7 @@ def test_lanczos_matches_a_dense_svd(kind: str, B: int, m: int, n: int, k: int, 
     assert sp.residual <= 1e-8
 
 
-@settings(max_examples=_examples(10), deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(kind=st.sampled_from(KINDS), m=st.integers(1, 12), n=st.integers(1, 12), seed=st.integers(0, 2**32 - 1))
 def test_dense_and_auto_match_the_svd(kind: str, m: int, n: int, seed: int) -> None:
     a = _blocks(np.random.default_rng(seed), kind, 2, m, n)

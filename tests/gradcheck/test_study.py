@@ -23,6 +23,7 @@ from gradcheck import cli, report
 from gradcheck.dynamics import SLOPE_THRESHOLD, TRUNCATION_TOLERANCE
 from gradcheck.errors import InvalidArgument
 from gradcheck.study import STUDY_CONFIGS, STUDY_SCHEMA_VERSION, Study, StudyConfig, flow_study
+from tests._profile import examples
 
 SLACK = 1e-9  # relative rounding slack on the η^(t−k) bound
 
@@ -230,7 +231,7 @@ def test_bad_configs_are_explained(args: tuple[Any, ...], message: str) -> None:
         StudyConfig(*args)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(act=st.sampled_from(["tanh", "sigmoid", "relu"]), scale=st.floats(0.3, 3.0),
        T=st.integers(3, 10), hidden=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_any_elman_study_row_obeys_the_bound(act: str, scale: float, T: int, hidden: int, seed: int) -> None:

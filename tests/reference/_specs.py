@@ -6,9 +6,9 @@ the keyword arguments it is called with — fixed values plus a strategy of the 
 cases themselves come from :func:`gradcheck.strategies.layer_cases`, which draws the seed and
 the dtype (float64 and float32) and prints a falsifying example as the one line that rebuilds it.
 
-Example budget: ``max_examples`` is the count under the ``default`` and ``ci`` profiles
-(``max_examples=60``, see ``tests/conftest.py``) and is scaled by ``profile / 60`` under any
-other profile, so ``HYPOTHESIS_PROFILE=thorough`` (1000) draws about 17 times as many.  The
+Example budget: ``max_examples`` is the count at a 60-example profile, scaled to the loaded one
+by :func:`tests._profile.examples` (a third under ``default`` and ``ci``, about 17 times as many
+under ``HYPOTHESIS_PROFILE=thorough``).  The
 counts are small because nearly all the cost of an example is JAX compiling the eager
 primitives of a shape it has not seen yet (about 0.2 s for a dense layer, 1-2 s for an LSTM or
 a GRU); the per-spec counts keep the whole ``tests/reference`` run near a minute on two cores.
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
@@ -29,12 +28,11 @@ import gradcheck.strategies as gs
 from gradcheck.strategies import LayerCase
 from reference import activations, conv, dense, gru, losses, lstm, mlp, pooling, recursive, rnn
 from reference.losses import LOSSES
+from tests._profile import examples
 
-__all__ = ["DTYPES", "FAMILIES", "LAYER_SPECS", "REFERENCE_PROFILE_EXAMPLES", "LayerSpec", "spec"]
+__all__ = ["DTYPES", "FAMILIES", "LAYER_SPECS", "LayerSpec", "spec"]
 
 DTYPES = (np.float64, np.float32)
-#: The profile size the per-spec ``max_examples`` are written for (tests/conftest.py's default).
-REFERENCE_PROFILE_EXAMPLES = 60
 
 _BATCH = st.integers(1, 4)
 _WIDTH = st.integers(1, 8)
@@ -80,8 +78,7 @@ class LayerSpec:
 
     def examples(self) -> int:
         """``max_examples`` scaled to the loaded Hypothesis profile (at least 1)."""
-        scale = settings().max_examples / REFERENCE_PROFILE_EXAMPLES
-        return max(1, round(self.max_examples * scale))
+        return examples(self.max_examples)
 
     def build(self, seed: int = 0, dtype: Any = np.float64, **kwargs: Any) -> LayerCase:
         """One explicit case (no Hypothesis): ``fixed`` with ``kwargs`` on top."""

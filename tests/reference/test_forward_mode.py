@@ -29,21 +29,14 @@ from hypothesis import strategies as st
 import gradcheck as gc
 from reference import activations, dense, mlp, rnn
 from reference.activations import ACTIVATIONS
+from tests._profile import examples
 
 DTYPES = (np.float64, np.float32)
 #: Relative tolerance (to the largest entry of the reference) of a hand JVP against JAX's.
 TOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 2e-4}
 SEEDS = st.integers(0, 2**32 - 1)
-#: The profile size the example counts are written for (tests/conftest.py's default, 60): under
-#: another profile (HYPOTHESIS_PROFILE=thorough) every count scales by profile / 60.
-PROFILE_EXAMPLES = 60
 EXAMPLES = 10
 Params = dict[str, Any]
-
-
-def _examples(n: int) -> int:
-    """``n`` under the default profile, scaled like the zoo's specs under the others."""
-    return max(1, round(n * settings().max_examples / PROFILE_EXAMPLES))
 
 
 # Few distinct shapes: nearly all the cost of an example is JAX compiling its eager primitives for
@@ -115,7 +108,7 @@ def check_layer_jvp(layer: Any, params: Params, x: Any, seed: int, what: str) ->
 # ------------------------------------------------------------------------------- Dense
 
 
-@settings(max_examples=_examples(EXAMPLES))
+@settings(max_examples=examples(EXAMPLES))
 @given(seed=SEEDS, dtype=st.sampled_from(DTYPES), activation=st.sampled_from(sorted(ACTIVATIONS)),
        batch=BATCHES, shape=DENSE_SHAPES)
 def test_dense_jvp(seed: int, dtype: Any, activation: str, batch: int, shape: tuple[int, int]) -> None:
@@ -148,7 +141,7 @@ def mlp_cases(draw: st.DrawFn) -> tuple[Any, Params, Any, int, str]:
     return layer, params, x, seed, f"MLP{sizes} {hidden}->{output} {np.dtype(dtype).name} seed={seed}"
 
 
-@settings(max_examples=_examples(EXAMPLES))
+@settings(max_examples=examples(EXAMPLES))
 @given(case=mlp_cases())
 def test_mlp_jvp(case: tuple[Any, Params, Any, int, str]) -> None:
     layer, params, x, seed, what = case
@@ -168,7 +161,7 @@ def test_mlp_jvp_with_tangents_returns_every_layer() -> None:
 # --------------------------------------------------------------------------- Elman RNN
 
 
-@settings(max_examples=_examples(EXAMPLES))
+@settings(max_examples=examples(EXAMPLES))
 @given(seed=SEEDS, dtype=st.sampled_from(DTYPES), activation=st.sampled_from(("tanh", "sigmoid", "relu")),
        T=st.integers(1, 6), B=BATCHES, DHK=st.sampled_from(((3, 5, 2), (1, 3, 1))))
 def test_rnn_jvp_is_rtrl(seed: int, dtype: Any, activation: Any, T: int, B: int,

@@ -32,21 +32,15 @@ from reference.activations import Softmax
 from reference.dense import _output_hvp
 from reference.losses import SSE, SoftmaxCrossEntropy
 from reference.mlp import n_layers
+from tests._profile import examples
 
 DTYPES = (np.float64, np.float32)
 #: Relative tolerance (to the largest entry over all leaves of the reference) of a hand product.
 TOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-3}
 CLEARLY_WRONG = 1e-3
 SEEDS = st.integers(0, 2**32 - 1)
-#: The profile size the example counts are written for (tests/conftest.py's default, 60): under
-#: another profile (HYPOTHESIS_PROFILE=thorough) every count scales by profile / 60.
-PROFILE_EXAMPLES = 60
 EXAMPLES = 10
 
-
-def _examples(n: int) -> int:
-    """``n`` under the default profile, scaled like the zoo's specs under the others."""
-    return max(1, round(n * settings().max_examples / PROFILE_EXAMPLES))
 
 # Few distinct shapes: nearly all the cost of an example is JAX compiling its eager primitives for
 # a shape it has not seen (about a second), so the strategies draw from small pools of shapes
@@ -155,7 +149,7 @@ def check_products(layer: Any, loss: str, params: Params, x: Any, d: Any, seed: 
 # ------------------------------------------------------------------------------- Dense
 
 
-@settings(max_examples=_examples(EXAMPLES))
+@settings(max_examples=examples(EXAMPLES))
 @given(seed=SEEDS, dtype=st.sampled_from(DTYPES),
        activation=st.sampled_from(("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")),
        batch=BATCHES, shape=DENSE_SHAPES)
@@ -225,14 +219,14 @@ def mlp_cases(draw: st.DrawFn, *, loss: str) -> tuple[Any, Params, Any, Any, int
     return layer, params, x, d, seed, f"MLP{sizes} {hidden}->{output} {np.dtype(dtype).name} seed={seed}"
 
 
-@settings(max_examples=_examples(EXAMPLES))
+@settings(max_examples=examples(EXAMPLES))
 @given(case=mlp_cases(loss="sse"))
 def test_mlp_sse_hvp(case: tuple[Any, Params, Any, Any, int, str]) -> None:
     layer, params, x, d, seed, what = case
     check_products(layer, "sse", params, x, d, seed, what, grad_and_gauss_newton=False)
 
 
-@settings(max_examples=_examples(EXAMPLES))
+@settings(max_examples=examples(EXAMPLES))
 @given(case=mlp_cases(loss="xent"))
 def test_mlp_xent_hvp_and_gauss_newton(case: tuple[Any, Params, Any, Any, int, str]) -> None:
     layer, params, x, d, seed, what = case
@@ -325,8 +319,6 @@ def test_xent_refuses_a_softmax_output_and_directions_must_be_complete() -> None
         ok.sse_hvp(params, {k: val for k, val in v.items() if k != "W0"}, x, np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"v\['b1'\] has shape"):
         ok.xent_gnvp(params, {**v, "b1": np.zeros(7)}, x, np.array([0, 1, 2]))
-
-
 
 
 @pytest.mark.parametrize(("loss", "targets"), [(SSE("sum"), "real"), (SSE("mean"), "real"),

@@ -54,18 +54,13 @@ import gradcheck as gc
 import gradcheck.strategies as gs
 from reference import rnn
 from reference.rnn import ElmanRNN
-from tests.reference._specs import REFERENCE_PROFILE_EXAMPLES
+from tests._profile import examples
 
 #: max|truncated - full| / max|full| above which a leaf must be reported wrong: well above the
 #: check's tolerance (rtol 5e-7 for float64, 2e-3 for float32).  Below it (vanishing
 #: gradients make the cut-off terms tiny) the tool may rightly call the difference noise.
 CLEARLY_WRONG = {np.dtype(np.float64): 1e-4, np.dtype(np.float32): 2e-2}
 UNTOUCHED = ("W", "c")
-
-
-def _examples(n: int) -> int:
-    """``n`` under the default profile, scaled like the zoo's specs under the others."""
-    return max(1, round(n * settings().max_examples / REFERENCE_PROFILE_EXAMPLES))
 
 
 @st.composite
@@ -110,7 +105,7 @@ def _relative_difference(a: Any, b: Any) -> float:
     return diff / scale if scale > 0 else (0.0 if diff == 0 else np.inf)
 
 
-@settings(max_examples=_examples(4))
+@settings(max_examples=examples(4))
 @given(drawn=truncated_cases(cut=False))
 def test_truncation_at_least_the_length_is_full_bptt(drawn: tuple[Any, int]) -> None:
     case, tau = drawn
@@ -126,7 +121,7 @@ def test_truncation_at_least_the_length_is_full_bptt(drawn: tuple[Any, int]) -> 
     assert res.passed, f"{case!r}, truncation={tau}\n{res.message()}"
 
 
-@settings(max_examples=_examples(5))
+@settings(max_examples=examples(5))
 @given(drawn=truncated_cases(cut=True))
 def test_truncation_shorter_than_the_length_is_reported(drawn: tuple[Any, int]) -> None:
     case, tau = drawn

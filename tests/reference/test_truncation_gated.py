@@ -31,20 +31,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import gru, lstm
+from tests._profile import examples
 
 FAMILIES: dict[str, Any] = {"lstm": lstm, "gru": gru}
 UNTOUCHED = ("Wy", "by")
 #: The leaves a truncation τ < T changes (all but the read-out), and the input.
 TRUNCATED = {"lstm": ("Wx", "Wh", "b", "h0", "c0"), "gru": ("Wz", "Wr", "Wn", "Uz", "Ur", "Un", "bz", "br", "bn", "h0")}
-#: The profile size the example counts are written for (tests/conftest.py's default, 60): under
-#: another profile (HYPOTHESIS_PROFILE=thorough) every count scales by profile / 60.
-PROFILE_EXAMPLES = 60
 EXAMPLES = 10
 
-
-def _examples(n: int) -> int:
-    """``n`` under the default profile, scaled like the zoo's specs under the others."""
-    return max(1, round(n * settings().max_examples / PROFILE_EXAMPLES))
 # JAX compiles its eager primitives once per shape (seconds for a gated cell; the length T is
 # free), so the cases checked against JAX keep make_case's default widths (shared with the fixed
 # examples below); the numpy-only ones draw from a few more.
@@ -131,7 +125,7 @@ def _assert_close(got: dict[str, Any], want: dict[str, Any], rtol: float, what: 
                                    err_msg=f"{what}: d{name}")
 
 
-@settings(max_examples=_examples(EXAMPLES))
+@settings(max_examples=examples(EXAMPLES))
 @given(drawn=truncated_cases(cut=False))
 def test_truncation_at_least_the_length_is_full_bptt(drawn: tuple[Any, ...]) -> None:
     family, layer, params, x, tau, seed = drawn
@@ -147,7 +141,7 @@ def test_truncation_at_least_the_length_is_full_bptt(drawn: tuple[Any, ...]) -> 
                                atol=rtol * float(np.max(np.abs(full_deltas))), err_msg=what)
 
 
-@settings(max_examples=_examples(EXAMPLES))
+@settings(max_examples=examples(EXAMPLES))
 @given(drawn=truncated_cases(cut=True))
 def test_truncation_shorter_than_the_length_keeps_exactly_the_window_terms(drawn: tuple[Any, ...]) -> None:
     family, layer, params, x, tau, seed = drawn
@@ -226,7 +220,7 @@ def test_tau_one_keeps_only_the_one_step_terms(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_documented_examples(family: str) -> None:
+def test_documentedexamples(family: str) -> None:
     """``make_case(default_rng(0), T=4, truncation=2)`` checked like any layer: a failure blamed
     on the hand backward, on the truncated leaves; ``Wy``, ``by`` pass; ``x`` wrong only in time
     steps 0 and 1 (T - τ = 2)."""

@@ -1,0 +1,27 @@
+"""Example counts that follow the loaded Hypothesis profile (``tests/conftest.py``).
+
+An expensive property test writes its count ``n`` for a 60-example profile and asks for
+``examples(n)``: the quick profiles (``default`` and ``ci``, 20 examples, what the README's test
+command runs) draw a third of it, ``HYPOTHESIS_PROFILE=thorough`` (1000) about 17 times as many,
+never fewer than one.  Nearly all the cost of such an example is JAX compiling the eager
+primitives of a shape it has not met yet, so the quick run draws few and the thorough run many.
+"""
+
+from __future__ import annotations
+
+from hypothesis import settings
+
+__all__ = ["WRITTEN_FOR", "examples", "thorough"]
+
+#: The profile size the counts in the tests are written for.
+WRITTEN_FOR = 60
+
+
+def examples(n: int) -> int:
+    """``n`` examples at a 60-example profile, scaled to the loaded profile (at least 1)."""
+    return max(1, round(n * settings().max_examples / WRITTEN_FOR))
+
+
+def thorough() -> bool:
+    """Whether the loaded profile is a long property run (more examples than it is written for)."""
+    return settings().max_examples > WRITTEN_FOR
