@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import gradcheck as gc
+from tests._profile import sizes
 from tests.gradcheck import _functions as F
 
 DTYPES = [np.float64, np.float32]
@@ -21,7 +22,7 @@ def values(shape: tuple[int, ...], dtype: type, lo: float = -2.0, hi: float = 2.
     return hnp.arrays(dtype, shape, elements=st.floats(lo, hi, width=32))
 
 
-dims = st.integers(1, 5)
+dims = sizes(1, 5)
 
 
 # --------------------------------------------------------------------------- no false alarms
@@ -65,7 +66,7 @@ def test_pytree_product_passes(dtype: type, n: int, depth: int, data: st.DataObj
     assert [leaf.name for leaf in res.leaves] == ["a"] + [f"layers[{i}].w" for i in range(depth)]
 
 
-@given(T=st.integers(1, 6), B=st.integers(1, 3), data=st.data())
+@given(T=sizes(1, 6), B=sizes(1, 3), data=st.data())
 def test_rnn_bptt_passes(T: int, B: int, data: st.DataObject) -> None:
     p = {"U": data.draw(values((2, 3), np.float64, -1, 1)),
          "Wh": data.draw(values((3, 3), np.float64, -1, 1)),
@@ -628,7 +629,7 @@ def test_max_pool_routed_to_the_wrong_entry_still_fails_when_screened() -> None:
 
 
 @given(dtype=st.sampled_from(DTYPES), scale=st.sampled_from([0.3, 1.0, 4.0]), seed=st.integers(0, 2**16),
-       m=st.integers(12, 40), k=st.integers(8, 30))
+       m=sizes(12, 40), k=sizes(8, 30))
 def test_large_correct_gradients_pass_the_autodiff_led_full_check(dtype: type, scale: float, seed: int,
                                                                    m: int, k: int) -> None:
     """No false alarm on the autodiff-led path: float32 storage, saturated tanh units (scale 4).

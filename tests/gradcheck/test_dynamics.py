@@ -34,7 +34,7 @@ from gradcheck.dynamics import (
 )
 from gradcheck.errors import InvalidArgument
 from gradcheck.strategies import RecurrentConfig, recurrent_configs
-from tests._profile import examples
+from tests._profile import examples, sizes
 
 SLACK = 1e-9  # relative rounding slack on the η^(t−k) bound (float64 products of ≤ 12 matrices)
 
@@ -48,7 +48,7 @@ def _flow(cfg: RecurrentConfig) -> tuple[FlowResult, Any, Any, Any]:
 
 
 @settings(max_examples=examples(15), deadline=None)
-@given(cfg=recurrent_configs())
+@given(cfg=recurrent_configs(hidden=sizes(1, 8), length=sizes(1, 12)))
 def test_recurrent_flow_properties(cfg: RecurrentConfig) -> None:
     """One flow per example (JAX compiles per shape, so each example is costly); four properties."""
     flow, *_ = _flow(cfg)

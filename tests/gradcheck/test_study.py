@@ -23,7 +23,7 @@ from gradcheck import cli, report
 from gradcheck.dynamics import SLOPE_THRESHOLD, TRUNCATION_TOLERANCE
 from gradcheck.errors import InvalidArgument
 from gradcheck.study import STUDY_CONFIGS, STUDY_SCHEMA_VERSION, Study, StudyConfig, flow_study
-from tests._profile import examples
+from tests._profile import examples, sizes
 
 SLACK = 1e-9  # relative rounding slack on the η^(t−k) bound
 
@@ -233,7 +233,7 @@ def test_bad_configs_are_explained(args: tuple[Any, ...], message: str) -> None:
 
 @settings(max_examples=examples(12), deadline=None)
 @given(act=st.sampled_from(["tanh", "sigmoid", "relu"]), scale=st.floats(0.3, 3.0),
-       T=st.integers(3, 10), hidden=st.integers(1, 5), seed=st.integers(0, 2**16))
+       T=sizes(3, 10), hidden=sizes(1, 5), seed=st.integers(0, 2**16))
 def test_any_elman_study_row_obeys_the_bound(act: str, scale: float, T: int, hidden: int, seed: int) -> None:
     row = flow_study(T=T, hidden=hidden, batch=2, seed=seed, configs=[StudyConfig("rnn", act, scale)]).rows[0]
     assert row.agree

@@ -42,6 +42,7 @@ from gradcheck.twin import (
     raw_tree,
     twin_of,
 )
+from tests._profile import sizes
 
 FEW = settings(max_examples=10, deadline=None)
 SOME = settings(max_examples=20, deadline=None)
@@ -475,7 +476,7 @@ def test_float32_requests_compute_in_float64() -> None:
 def windows(draw: Any) -> tuple[np.ndarray, tuple[int, ...], Any]:
     """An array, a window shape and ``axis`` (None, one axis, possibly negative, or several
     non-negative ones, possibly repeated: several negative ones are a known bug, below)."""
-    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    shape = tuple(draw(st.lists(sizes(1, 4), min_size=1, max_size=3)))
     ndim = len(shape)
     seed = draw(st.integers(0, 2**16))
     x = np.random.default_rng(seed).standard_normal(shape)

@@ -28,15 +28,15 @@ import gradcheck.strategies as gs
 from gradcheck.strategies import LayerCase
 from reference import activations, conv, dense, gru, losses, lstm, mlp, pooling, recursive, rnn
 from reference.losses import LOSSES
-from tests._profile import examples
+from tests._profile import examples, sizes
 
 __all__ = ["DTYPES", "FAMILIES", "LAYER_SPECS", "LayerSpec", "spec"]
 
 DTYPES = (np.float64, np.float32)
 
-_BATCH = st.integers(1, 4)
-_WIDTH = st.integers(1, 8)
-_LENGTH = st.integers(1, 12)
+_BATCH = sizes(1, 4)
+_WIDTH = sizes(1, 8)
+_LENGTH = sizes(1, 12)
 _NO_KWARGS: SearchStrategy[dict[str, Any]] = st.just({})
 
 
