@@ -388,13 +388,29 @@ def _cell(value: Any, spec: str) -> dict[str, str]:
     return {"text": text, "sort": _sort_key(value)}
 
 
+def _cause(row: Mapping[str, Any], flow: Mapping[str, Any]) -> dict[str, Any]:
+    """Whose regime a study row shows: the model's (hand and JAX norms agree), the hand backward's
+    (they part: from which step or layer, going the way the gradient flows), or unknown."""
+    cause, at = row.get("cause"), row.get("parted_at")
+    where = "layer" if flow.get("axis") == "depth" else "step"
+    if cause == "model":
+        return {"text": "model", "bad": False,
+                "title": "hand and JAX norms agree: the regime is the model's"}
+    if cause == "backward":
+        part = f", from {where} {at}" if isinstance(at, int) else ""
+        return {"text": f"backward{part}", "bad": True, "at": f" at {where} {at}" if part else "",
+                "title": f"the hand norms part from JAX's{part}: the hand backward is wrong, "
+                         "not the model; fix it before reading the regime"}
+    return {"text": "—", "bad": False, "title": "no autodiff norms to compare with"}
+
+
 def _study_row(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
     tau = row.get("min_truncation")
     flow = row.get("flow") if isinstance(row.get("flow"), Mapping) else {}
     return {"label": str(row.get("label", "")), "anchor": anchor, "kind": str(row.get("kind", "")),
             "activation": str(row.get("activation", "")), "regime": str(row.get("regime", "")),
             "numbers": [_cell(row.get(key), spec) for _, key, spec in _STUDY_NUMBERS],
-            "agree": row.get("agree") is True,
+            "agree": row.get("agree") is True, "cause": _cause(row, flow),
             "tau": {"text": str(tau) if isinstance(tau, int) else "—",
                     "sort": repr(float(tau)) if isinstance(tau, int) else ""},
             "flow": flow, "reasons": [str(r) for r in (flow or {}).get("reasons") or []]}

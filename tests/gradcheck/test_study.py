@@ -9,9 +9,11 @@ small one-model studies.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,31 @@ def test_report_renders_the_study_section(study: Study, tmp_path: Path) -> None:
     again = (tmp_path / "again.html").read_text()
     assert 'id="study-table"' in again and f"<strong>{study.rows[1].label}</strong>" in again
     assert f"<strong>{study.rows[2].label}</strong>" not in again
+
+
+def test_the_study_table_says_whose_regime_each_row_shows() -> None:
+    """Issue 16, "bug or model?": a row whose hand norms part from JAX's says the backward is
+    wrong and from which step; rows that agree say the regime is the model's."""
+    from gradcheck.dynamics import gradient_flow
+    from tests.gradcheck.test_dynamics import PlantedCarry, _identity_relu
+
+    doc = _small().to_dict()
+    _, params, x = _identity_relu(1.0)
+    flow = gradient_flow(PlantedCarry("relu", carry=0.0), params, x)
+    at = x.shape[0] - 2
+    assert (flow.cause, flow.parted_at) == ("backward", at)
+    doc["rows"][0].update(label="rnn/relu, carry dropped", flow=flow.to_dict(), cause=flow.cause,
+                          parted_at=flow.parted_at, agree=False)
+    page = html.unescape(report.render_html(report.session_document([], study=doc)))
+    table = page.split('id="study-table"', 1)[1].split("</table>", 1)[0]
+    assert "<button type=\"button\">Bug or model?</button>" in table
+    cells = re.findall(r'<td class="cause( bad)?" title="([^"]*)">([^<]*)</td>', table)
+    assert [(bad, text) for bad, _, text in cells] == [(" bad", f"backward, from step {at}"), ("", "model")]
+    assert "the hand backward is wrong" in cells[0][1] and "the regime is the model's" in cells[1][1]
+    caption = page.split("<strong>rnn/relu, carry dropped</strong>", 1)[1].split("</figcaption>", 1)[0]
+    assert f"the hand backward is wrong, not the model</strong> (its norms leave JAX's at step {at})" in caption
+    mlp = page.split(f"<strong>{doc['rows'][1]['label']}</strong>", 1)[1].split("</figcaption>", 1)[0]
+    assert "the regime is the model's" in mlp and "wrong" not in mlp
 
 
 def test_study_labels_are_escaped_in_the_report(tmp_path: Path) -> None:
