@@ -11,6 +11,10 @@ identity-initialised ReLU Elman RNNs       ``U = s·I``, s ∈ {1.0, 1.1} (Le, J
 an LSTM and a GRU                          ``reference.lstm.make_case`` / ``reference.gru``
 sigmoid MLPs of depth 2, 3 and 4           ``depth`` sigmoid hidden layers of width 16 and
                                            an identity output layer: L = depth + 1 layers
+tanh and ReLU MLPs of depth 4 and 8,       the same shape with every ``W_i`` drawn at the
+Gaussian and orthogonal initialisation     critical scale κ (1 for tanh, √2 for ReLU, 1 into
+                                           the output): ``N(0, κ²/D_in)`` or ``κ·Q`` with
+                                           ``Q`` (semi-)orthogonal (Haar), biases 0
 =========================================  ================================================
 
 Every model is drawn from ``np.random.default_rng(seed)`` afresh, so the Elman RNNs of one
@@ -47,6 +51,13 @@ geometric mean of ``σ_max(W_i)·γ`` over the layers ``i = 1 .. L−1`` that th
 (``‖δ_{i−1}‖ ≤ σ_max(W_i)·γ‖δ_i‖``); ``sigma_max`` is the geometric mean of those ``σ_max(W_i)``.
 LSTM and GRU have no such bound: σ_max, γ and η are NaN ("n/a").
 
+Why Gaussian and orthogonal stacks: the whole singular-value spectrum of the input–output Jacobian
+decides how a deep network trains, not only its norm (Saxe, McClelland & Ganguli 2014; Pennington,
+Schoenholz & Ganguli 2017).  An orthogonal tanh stack near its critical scale keeps the singular
+values of ``∂y/∂x`` together (towards dynamical isometry), a Gaussian one spreads them out with
+depth, and a ReLU stack cannot have isometry with either initialisation (its derivative is 0 or
+1: dead units project directions out).  ``spread`` = σ_max/σ_min of ``∂y/∂x`` shows it.
+
 Why the ReLU RNNs are identity-initialised: a random ``U`` rescaled to ``σ_max(U) = σ`` has a
 spectral radius near ``σ/2`` (a Gaussian matrix's largest singular value is about twice its
 largest eigenvalue modulus), so even σ = 1.5 vanishes; with ``U = s·I``, ``V``, ``b``, ``h_{-1}``
@@ -62,9 +73,13 @@ References:
     Q. V. Le, N. Jaitly, G. E. Hinton, "A simple way to initialize recurrent networks of
     rectified linear units", arXiv:1504.00941 (2015).
     M. Nielsen, "Neural Networks and Deep Learning", ch. 5 (2015).
+    A. M. Saxe, J. L. McClelland, S. Ganguli, "Exact solutions to the nonlinear dynamics of
+    learning in deep linear neural networks", ICLR 2014.
+    J. Pennington, S. S. Schoenholz, S. Ganguli, "Resurrecting the sigmoid in deep learning
+    through dynamical isometry", NeurIPS 2017.
 
 Examples:
-    >>> mlps = [c for c in STUDY_CONFIGS if c.kind == "mlp"]
+    >>> mlps = [c for c in STUDY_CONFIGS if c.kind == "mlp" and c.init is None]
     >>> study = flow_study(configs=mlps)
     >>> [(row.label, row.regime, row.agree) for row in study.rows]  # doctest: +NORMALIZE_WHITESPACE
     [('mlp/sigmoid depth 2', 'vanishing', True), ('mlp/sigmoid depth 3', 'vanishing', True),
@@ -83,6 +98,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from gradcheck.dynamics import (
     GAMMA,
@@ -114,6 +130,9 @@ _MLP_WIDTH = 16  # hidden width of the study's MLPs
 _MLP_INPUTS = 8  # D_0
 _MLP_OUTPUTS = 4  # D_L
 _MLP_BATCH = 8
+_INITS = ("gaussian", "orthogonal")
+#: The critical weight scale κ of a layer into each activation (Var(W) = κ²/D_in; orthogonal: κ·Q).
+_CRITICAL_GAIN = {"tanh": 1.0, "relu": math.sqrt(2.0), "sigmoid": 4.0, "identity": 1.0}
 _RELU_INPUT_SCALE = 0.1  # |x| of the identity ReLU RNN: small inputs
 
 
@@ -128,10 +147,14 @@ class StudyConfig:
         scale: Elman RNN: ``σ_max(U)`` of a random ``U``, or ``s`` of ``U = s·I``.
         identity: Elman RNN: ``U = scale·I`` with non-negative drive (see the module docstring).
         depth: MLP: the number of hidden layers.
+        init: MLP: ``None`` (``reference.mlp.make_case``'s draw), ``"gaussian"`` or
+            ``"orthogonal"`` (every ``W_i`` at the critical scale, biases 0; module docstring).
 
     Examples:
         >>> StudyConfig("rnn", "tanh", 1.5).label, StudyConfig("rnn", "relu", 1.1, identity=True).label
         ('rnn/tanh σ=1.5', 'rnn/relu U=1.1·I')
+        >>> StudyConfig("mlp", "tanh", depth=8, init="orthogonal").label
+        'mlp/tanh depth 8 orthogonal'
     """
 
     kind: Kind
@@ -139,6 +162,7 @@ class StudyConfig:
     scale: float | None = None
     identity: bool = False
     depth: int | None = None
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -148,6 +172,8 @@ class StudyConfig:
                                   "and a positive scale.")
         if self.kind == "mlp" and (self.activation not in GAMMA or not self.depth or self.depth < 1):
             raise InvalidArgument(f"{self!r}: an MLP needs an activation in {sorted(GAMMA)} and depth >= 1.")
+        if self.init is not None and (self.kind != "mlp" or self.init not in _INITS):
+            raise InvalidArgument(f"{self!r}: init is for MLPs, one of {_INITS} (or None).")
 
     @property
     def label(self) -> str:
@@ -157,15 +183,15 @@ class StudyConfig:
             what = f"U={self.scale:g}·I" if self.identity else f"σ={self.scale:g}"
             return f"rnn/{self.activation} {what}"
         if self.kind == "mlp":
-            return f"mlp/{self.activation} depth {self.depth}"
+            return f"mlp/{self.activation} depth {self.depth}" + (f" {self.init}" if self.init else "")
         return self.kind
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "activation": self.activation, "scale": self.scale,
-                "identity": self.identity, "depth": self.depth}
+                "identity": self.identity, "depth": self.depth, "init": self.init}
 
 
-#: The models of issue 5, in the order of the table.
+#: The models of issues 5 and 16, in the order of the table.
 STUDY_CONFIGS: tuple[StudyConfig, ...] = (
     *(StudyConfig("rnn", act, s) for act in ("tanh", "sigmoid") for s in (0.5, 0.9, 1.0, 1.5, 3.0)),
     StudyConfig("rnn", "relu", 1.0, identity=True),
@@ -173,6 +199,8 @@ STUDY_CONFIGS: tuple[StudyConfig, ...] = (
     StudyConfig("lstm", "gated"),
     StudyConfig("gru", "gated"),
     *(StudyConfig("mlp", "sigmoid", depth=d) for d in (2, 3, 4)),
+    *(StudyConfig("mlp", act, depth=d, init=init) for act in ("tanh", "relu") for d in (4, 8)
+      for init in ("gaussian", "orthogonal")),
 )
 
 
@@ -301,13 +329,14 @@ class Study:
 
     def table(self) -> str:
         """A plain-text table of the rows, for a terminal."""
-        head = (f"{'model':<20} {'σ_max':>6} {'η':>6} {'log η':>7} {'slope ± stderr':>17}  "
+        w = max([20, *(len(r.label) for r in self.rows)])
+        head = (f"{'model':<{w}} {'σ_max':>6} {'η':>6} {'log η':>7} {'slope ± stderr':>17}  "
                 f"{'regime':<9} {'hand=JAX':<8} {'τ(1%)':>5} {'spread':>8}  cause")
         lines = [f"gradient-flow study (T={self.T}, H={self.hidden}, B={self.batch}, seed={self.seed}): "
                  "log-slope of ‖∂L/∂h_t‖ per step back", head]
         for r in self.rows:
             tau = "-" if r.min_truncation is None else str(r.min_truncation)
-            lines.append(f"{r.label[:20]:<20} {_short(r.sigma_max):>6} {_short(r.eta):>6} "
+            lines.append(f"{r.label:<{w}} {_short(r.sigma_max):>6} {_short(r.eta):>6} "
                          f"{_signed(r.log_eta):>7} {_signed(r.slope):>8} ± {_fixed(r.slope_stderr):<6}  "
                          f"{r.regime:<9} {'yes' if r.agree else 'NO':<8} {tau:>5} {_short(r.spread):>8}  "
                          f"{_cause(r)}")
@@ -378,7 +407,29 @@ def _build(config: StudyConfig, rng: np.random.Generator, *, T: int, H: int, B: 
     if config.kind == "gru":
         return reference.gru.make_case(rng, T=T, B=B, H=H)
     sizes = (_MLP_INPUTS, *(_MLP_WIDTH,) * int(config.depth or 1), _MLP_OUTPUTS)
-    return reference.mlp.make_case(rng, sizes=sizes, hidden_activation=config.activation, batch=_MLP_BATCH)
+    model, params, x = reference.mlp.make_case(rng, sizes=sizes, hidden_activation=config.activation,
+                                               batch=_MLP_BATCH)
+    if config.init is None:
+        return model, params, x
+    L = len(sizes) - 1
+    for i in range(L):
+        gain = _CRITICAL_GAIN[config.activation if i < L - 1 else "identity"]
+        shape = (sizes[i], sizes[i + 1])
+        if config.init == "gaussian":
+            w = rng.standard_normal(shape) / math.sqrt(sizes[i])
+        else:
+            w = _semi_orthogonal(rng, *shape)
+        params[f"W{i}"] = (gain * w).astype(params[f"W{i}"].dtype)
+        params[f"b{i}"] = np.zeros_like(params[f"b{i}"])
+    return model, params, x
+
+
+def _semi_orthogonal(rng: np.random.Generator, m: int, n: int) -> npt.NDArray[np.float64]:
+    """An ``(m, n)`` matrix with orthonormal rows or columns (whichever are fewer), Haar-distributed:
+    the QR of a Gaussian with the signs of R's diagonal moved into Q."""
+    q, r = np.linalg.qr(rng.standard_normal((max(m, n), min(m, n))))
+    q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
+    return q if m >= n else q.T
 
 
 def _pascanu(config: StudyConfig, params: Any) -> tuple[float, float, float]:

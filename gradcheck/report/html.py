@@ -40,6 +40,7 @@ from gradcheck.report.plots import (
     number,
     step_errors_svg,
     study_slope_svg,
+    study_spectrum_svg,
     truncation_svg,
 )
 
@@ -406,7 +407,8 @@ def _cause(row: Mapping[str, Any], flow: Mapping[str, Any]) -> dict[str, Any]:
 
 def _study_row(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
     tau = row.get("min_truncation")
-    flow = row.get("flow") if isinstance(row.get("flow"), Mapping) else {}
+    given = row.get("flow")
+    flow: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     return {"label": str(row.get("label", "")), "anchor": anchor, "kind": str(row.get("kind", "")),
             "activation": str(row.get("activation", "")), "regime": str(row.get("regime", "")),
             "numbers": [_cell(row.get(key), spec) for _, key, spec in _STUDY_NUMBERS],
@@ -434,6 +436,7 @@ def _study(doc: Mapping[str, Any], ids: _Ids) -> dict[str, Any] | None:
             "headers": [h for h, _, _ in _STUDY_NUMBERS],
             "slope_svg": study_slope_svg(rows, "study-slope-",
                                          threshold=number(study.get("slope_threshold"))),
+            "spectrum_svg": study_spectrum_svg(rows, "study-spectrum-"),
             "truncation_svg": truncation_svg(recurrent, "study-truncation-",
                                              tolerance=number(study.get("truncation_tolerance"))),
             "no_bound": [str(row.get("label", "")) for row in rows if not _finite(row.get("log_eta"))]}

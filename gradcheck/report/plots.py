@@ -16,7 +16,8 @@ from html import escape
 from typing import Any
 
 __all__ = ["MapLayout", "error_map_layout", "error_map_svg", "flow_svg", "heatmap_svg", "number",
-           "prefix_svg_ids", "step_errors", "step_errors_svg", "study_slope_svg", "truncation_svg"]
+           "prefix_svg_ids", "step_errors", "step_errors_svg", "study_slope_svg", "study_spectrum_svg",
+           "truncation_svg"]
 
 _ID = re.compile(r'\bid="([^"]+)"')
 _URL = re.compile(r"url\(#([^)\s]+)\)")
@@ -30,7 +31,8 @@ _SVG_NS = 'xmlns="http://www.w3.org/2000/svg"'
 _RC: dict[str, Any] = {"svg.fonttype": "none", "font.size": 9}
 #: (marker, colour) of the study's families in the slope plot; others get the last entry.
 _FAMILY_STYLE = {("rnn", "tanh"): ("o", "C0"), ("rnn", "sigmoid"): ("s", "C1"),
-                 ("rnn", "relu"): ("^", "C2"), ("mlp", "sigmoid"): ("D", "C3"), (): ("v", "C4")}
+                 ("rnn", "relu"): ("^", "C2"), ("mlp", "sigmoid"): ("D", "C3"), ("mlp", "tanh"): ("P", "C5"),
+                 ("mlp", "relu"): ("X", "C6"), (): ("v", "C4")}
 #: The bottom of the truncation plot: smaller relative errors are round-off, below the float64
 #: resolution of g.
 _TRUNCATION_FLOOR = 1e-17
@@ -284,6 +286,55 @@ def study_slope_svg(rows: Sequence[Mapping[str, Any]], prefix: str, *,
         legend = ax.legend(loc="upper left", fontsize=7, frameon=False)
         fig.tight_layout()
         _place_labels(fig, ax, labels, avoid=[legend])
+        return _svg(fig, prefix)
+
+
+def _singular_values(row: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The positive finite top and bottom singular values of a study row's end-to-end Jacobian."""
+    flow = row.get("flow")
+    sp = flow.get("spectrum") if isinstance(flow, Mapping) else None
+    if not isinstance(sp, Mapping):
+        return [], []
+
+    def shown(key: str) -> list[float]:
+        return [v for v in _series(sp.get(key)) if math.isfinite(v) and v > 0]
+
+    return shown("top"), shown("bottom")
+
+
+def study_spectrum_svg(rows: Sequence[Mapping[str, Any]], prefix: str) -> str | None:
+    """The singular values of every study model's end-to-end Jacobian (∂h_{T−1}/∂h_{−1} through
+    time, ∂y/∂x through a stack) on a log axis: the top ones filled, the bottom ones open, a bar
+    between the extremes, and the line σ = 1 (dynamical isometry: every σ near 1; Pennington et
+    al. 2017).  Returns ``None`` when no row has a positive singular value."""
+    columns = [(row, *_singular_values(row)) for row in rows]
+    columns = [c for c in columns if c[1] or c[2]]
+    if not columns:
+        return None
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
+    with rc_context(_rc(prefix)):
+        fig = Figure(figsize=(8.4, 4.0))
+        ax = fig.add_subplot()
+        ax.axhline(1.0, color="0.3", lw=1, ls="--", label="σ = 1 (isometry)")
+        for i, (row, top, bottom) in enumerate(columns):
+            family = (str(row.get("kind", "")), str(row.get("activation", "")))
+            _, colour = _FAMILY_STYLE.get(family, _FAMILY_STYLE[()])
+            every = top + bottom
+            ax.semilogy([i, i], [min(every), max(every)], "-", color=colour, lw=1, alpha=0.5)
+            ax.semilogy([i] * len(top), top, "o", color=colour, ms=4,
+                        label="top σ" if i == 0 else None)
+            ax.semilogy([i] * len(bottom), bottom, "o", mfc="none", color=colour, ms=4,
+                        label="bottom σ" if i == 0 else None)
+        _plain_log_ticks(ax.yaxis)
+        ax.set_xticks(range(len(columns)), [_text(c[0].get("label", "")) for c in columns],
+                      rotation=60, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(columns) - 0.4)
+        ax.set_ylabel("singular values of the end-to-end Jacobian")
+        ax.grid(True, which="major", axis="y", alpha=0.3)
+        ax.legend(loc="best", fontsize=7, frameon=False)
+        fig.tight_layout()
         return _svg(fig, prefix)
 
 

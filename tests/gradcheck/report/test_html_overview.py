@@ -29,6 +29,7 @@ from gradcheck.report.plots import (
     step_errors,
     step_errors_svg,
     study_slope_svg,
+    study_spectrum_svg,
     truncation_svg,
 )
 from tests.gradcheck.report.test_html import Page
@@ -439,6 +440,25 @@ def test_log_plots_label_their_decades_in_plain_text() -> None:
         decades = {t for t in _svg_texts(svg) if re.fullmatch(r"10[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+", t)}
         assert len(decades) >= 3, _svg_texts(svg)
     assert {"10⁻⁸", "10⁻⁴", "10⁰"} <= set(_svg_texts(flow))
+
+
+def test_the_study_spectrum_draws_every_singular_value_of_every_model() -> None:
+    rows = [{"label": "rnn/tanh σ=0.5", "kind": "rnn", "activation": "tanh",
+             "flow": {"spectrum": {"top": [2.0, 1.0, 0.5], "bottom": [1e-4]}}},
+            {"label": "mlp/sigmoid depth 3", "kind": "mlp", "activation": "sigmoid",
+             "flow": {"spectrum": {"top": [1e-3], "bottom": ["nan", 0.0, 1e-6]}}},
+            {"label": "lstm", "kind": "lstm", "activation": "", "flow": {"spectrum": None}}]
+    svg = study_spectrum_svg(rows, "sp-")
+    assert svg is not None and "mathdefault" not in svg
+    texts = _svg_texts(svg)
+    assert "rnn/tanh σ=0.5" in texts and "mlp/sigmoid depth 3" in texts and "lstm" not in texts
+    # one circle per positive finite σ (4 + 2; NaN and 0 cannot sit on a log axis) and one per
+    # legend entry (top, bottom); tick marks are straight paths
+    circles = {m for m, d in re.findall(r'<path id="([^"]+)" d="([^"]*)"', svg) if re.search(r"\bC\b", d)}
+    uses = re.findall(r'<use xlink:href="#([^"]+)"', svg)
+    assert circles and sum(u in circles for u in uses) == 6 + 2
+    assert {"10⁻⁶", "10⁻³", "10⁰"} <= set(texts) and "σ = 1 (isometry)" in texts
+    assert study_spectrum_svg([rows[2], {"label": "x"}], "none-") is None
 
 
 def _label_boxes(svg: str, labels: set[str]) -> list[tuple[str, float, float, float, float]]:
