@@ -110,6 +110,7 @@ from gradcheck.dynamics import (
     pascanu_eta,
 )
 from gradcheck.errors import InvalidArgument
+from gradcheck.practice import PracticeVerdicts, practice_verdicts
 from gradcheck.result import json_number
 
 __all__ = [
@@ -215,6 +216,9 @@ class StudyRow:
         gamma: sup|f'| of the activation, NaN for gated cells.
         eta: ``sigma_max · gamma``, NaN for gated cells.
         bound_ratio: ``max_{k<t} ‖∂h_t/∂h_k‖ / η^(t−k)`` (Elman RNN with T ≥ 2), else NaN.
+        practice: what AUTOTRAINER and DeepDiagnosis say of the same hand gradients, and how
+            often rescaling the loss changes it (:mod:`gradcheck.practice`; Elman RNNs and
+            MLPs), else ``None``.
     """
 
     config: StudyConfig
@@ -223,6 +227,7 @@ class StudyRow:
     gamma: float
     eta: float
     bound_ratio: float
+    practice: PracticeVerdicts | None = None
 
     @property
     def label(self) -> str:
@@ -293,6 +298,7 @@ class StudyRow:
             "cause": self.flow.cause,
             "parted_at": self.flow.parted_at,
             "model_regime": self.flow.model_regime,
+            "practice": self.practice.to_dict() if self.practice is not None else None,
             "flow": self.flow.to_dict(),
         }
 
@@ -432,6 +438,35 @@ def _semi_orthogonal(rng: np.random.Generator, m: int, n: int) -> npt.NDArray[np
     return q if m >= n else q.T
 
 
+def _cotangent(config: StudyConfig, model: Any, params: Any, x: Any, seed: int) -> npt.NDArray[np.float64]:
+    """``dy`` as :func:`gradcheck.gradient_flow` draws it by default from ``seed``: N(0, 1) on the
+    last output only (time), on every output (depth)."""
+    y = np.asarray(model.forward(params, x))
+    rng = np.random.default_rng(seed)
+    if config.kind == "mlp":
+        return rng.standard_normal(y.shape)
+    dy = np.zeros(y.shape)
+    dy[-1] = rng.standard_normal(y.shape[1:])
+    return dy
+
+
+def _practice(config: StudyConfig, model: Any, params: Any, x: Any, dy: Any) -> PracticeVerdicts:
+    """The practice tools on the hand gradients: per layer (MLP: ``∂L/∂W_i``, ``∂L/∂b_i``) or per
+    time step (Elman RNN: step t's shares ``x_tᵀ e_t`` of ∂L/∂V and ``e_t`` summed of ∂L/∂b, the
+    unrolled network's layers), input first; the loss ``⟨dy, y⟩`` has as many terms as ``dy``
+    has non-zero entries."""
+    terms = int(np.count_nonzero(dy)) or 1
+    if config.kind == "mlp":
+        grads = model.backward_with_deltas(params, x, dy)[0]
+        L = len(grads) // 2
+        return practice_verdicts([grads[f"W{i}"] for i in range(L)], [grads[f"b{i}"] for i in range(L)],
+                                 terms=terms)
+    deltas = model.bptt(params, x, dy)[2]
+    S = model.states(params, x)
+    steps = [model.cell_backward(params, S[t], x[t], S[t + 1], deltas[t])[0] for t in range(len(x))]
+    return practice_verdicts([g["V"] for g in steps], [g["b"] for g in steps], terms=terms)
+
+
 def _pascanu(config: StudyConfig, params: Any) -> tuple[float, float, float]:
     """``(σ_max, γ, η)`` of the study's definition for this kind (NaN for gated cells)."""
     if config.kind == "rnn":
@@ -506,8 +541,10 @@ def flow_study(
         if not isinstance(config, StudyConfig):
             raise InvalidArgument(f"configs contains {config!r}: expected StudyConfig records.")
         model, params, x = _build(config, np.random.default_rng(seed), T=T, H=hidden, B=batch)
-        flow = gradient_flow(model, params, x, seed=seed, name=config.label)
+        dy = _cotangent(config, model, params, x, seed) if config.kind in ("rnn", "mlp") else None
+        flow = gradient_flow(model, params, x, dy=dy, seed=seed, name=config.label)
         sigma, gamma, eta = _pascanu(config, params)
         rows.append(StudyRow(config=config, flow=flow, sigma_max=sigma, gamma=gamma, eta=eta,
-                             bound_ratio=_bound_ratio(flow, eta)))
+                             bound_ratio=_bound_ratio(flow, eta),
+                             practice=None if dy is None else _practice(config, model, params, x, dy)))
     return Study(rows=tuple(rows), seed=seed, T=T, hidden=hidden, batch=batch)

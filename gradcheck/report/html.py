@@ -405,6 +405,28 @@ def _cause(row: Mapping[str, Any], flow: Mapping[str, Any]) -> dict[str, Any]:
     return {"text": "—", "bad": False, "title": "no autodiff norms to compare with"}
 
 
+def _practice(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The AUTOTRAINER and DeepDiagnosis cells of a study row: the verdict on the loss as given and
+    how many of its rescalings (c·L, the mean) change it."""
+    given = row.get("practice")
+    if not isinstance(given, Mapping):
+        return [{"text": "—", "flipped": False, "title": "no per-layer gradients for this kind"}] * 2
+    n = given.get("variants")
+    cells = []
+    for key, said, flips in (("autotrainer", "issue", "autotrainer_flips"),
+                             ("deepdiagnosis", "symptom", "deepdiagnosis_flips")):
+        found = given.get(key)
+        verdict: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        text = str(verdict.get(said) or "none")
+        k = given.get(flips)
+        flipped = isinstance(k, int) and k > 0
+        cells.append({"text": f"{text}, flips {k}/{n}" if flipped else text, "flipped": flipped,
+                      "title": (f"{text} on the loss as given; {k} of {n} rescaled losses (c·L, the mean) "
+                                "change the verdict" if flipped else
+                                f"{text} on the loss as given and on all {n} rescaled losses")})
+    return cells
+
+
 def _study_row(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
     tau = row.get("min_truncation")
     given = row.get("flow")
@@ -412,7 +434,7 @@ def _study_row(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
     return {"label": str(row.get("label", "")), "anchor": anchor, "kind": str(row.get("kind", "")),
             "activation": str(row.get("activation", "")), "regime": str(row.get("regime", "")),
             "numbers": [_cell(row.get(key), spec) for _, key, spec in _STUDY_NUMBERS],
-            "agree": row.get("agree") is True, "cause": _cause(row, flow),
+            "agree": row.get("agree") is True, "cause": _cause(row, flow), "practice": _practice(row),
             "tau": {"text": str(tau) if isinstance(tau, int) else "—",
                     "sort": repr(float(tau)) if isinstance(tau, int) else ""},
             "flow": flow, "reasons": [str(r) for r in (flow or {}).get("reasons") or []]}

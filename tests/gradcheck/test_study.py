@@ -148,6 +148,23 @@ def test_orthogonal_tanh_stacks_keep_their_spectrum_together_and_relu_stacks_can
             assert row.agree and row.flow.cause == "model" and row.flow.spectrum is not None
 
 
+def test_the_practice_tools_judge_the_same_hand_gradients_and_flip_under_rescaling(study: Study) -> None:
+    """Issue 16, side by side: every Elman RNN and MLP row carries AUTOTRAINER's and DeepDiagnosis'
+    verdicts on its hand gradients (per time step / per layer) and their flips under the five
+    rescaled losses; gated cells have none.  Their absolute thresholds flip somewhere in the zoo
+    (gradcheck's scale-free regimes never do: test_dynamics' rescaling properties)."""
+    for row in study.rows:
+        assert (row.practice is None) == (row.config.kind in ("lstm", "gru")), row.label
+    judged = [row.practice for row in study.rows if row.practice is not None]
+    assert all(p.variants == 5 for p in judged)
+    assert sum(p.autotrainer_flips + p.deepdiagnosis_flips for p in judged) > 0
+    doc = study.to_dict()
+    lstm = next(r for r in doc["rows"] if r["label"] == "lstm")
+    assert lstm["practice"] is None
+    first = doc["rows"][0]["practice"]
+    assert first["autotrainer"]["issue"] == study.rows[0].practice.autotrainer.issue  # type: ignore[union-attr]
+
+
 def test_report_renders_the_study_section(study: Study, tmp_path: Path) -> None:
     doc = report.session_document([], study=study.to_dict(), title="study")
     page = report.write_html(doc, tmp_path / "study.html").read_text()
@@ -156,6 +173,16 @@ def test_report_renders_the_study_section(study: Study, tmp_path: Path) -> None:
     assert all(f">{row.label}</text>" in spectra for row in study.rows if math.isfinite(row.top))
     body = page.split('id="study-table"', 1)[1].split("</table>", 1)[0]
     assert body.count("<tr>") == 1 + len(STUDY_CONFIGS)  # header + one per model
+    assert ">AUTOTRAINER</button>" in body and ">DeepDiagnosis</button>" in body
+    practice = re.findall(r'<td class="practice( bad)?" title="[^"]*">([^<]*)</td>', body)
+    assert len(practice) == 2 * len(STUDY_CONFIGS)
+    for row, (at, dd) in zip(study.rows, zip(practice[0::2], practice[1::2], strict=True), strict=True):
+        if row.practice is None:
+            assert at[1] == dd[1] == "—"
+        else:
+            assert at[1].startswith(row.practice.autotrainer.issue or "none")
+            assert (at[0] == " bad") == (row.practice.autotrainer_flips > 0)
+            assert (dd[0] == " bad") == (row.practice.deepdiagnosis_flips > 0)
     for row in study.rows:
         assert f"<strong>{row.label}</strong>" in page
     # the section from a study's own JSON file, through the command line (two of its models:
