@@ -49,6 +49,9 @@ MLPs (``axis="depth"``): one layer plays the part of one step; the slope is that
 ``log‖∂L/∂b_i‖`` per layer back from the output (Nielsen's speed of learning), and η is the
 geometric mean of ``σ_max(W_i)·γ`` over the layers ``i = 1 .. L−1`` that the error crosses
 (``‖δ_{i−1}‖ ≤ σ_max(W_i)·γ‖δ_i‖``); ``sigma_max`` is the geometric mean of those ``σ_max(W_i)``.
+Both come from the flow's own per-layer Jacobians (``flow.weight_sigma``, ``flow.layer_eta``, which
+also hold every layer's value): the geometric mean is the per-layer rate that a fitted per-layer
+slope is compared with, the product of the η_i bounds the whole stack.
 LSTM and GRU have no such bound: σ_max, γ and η are NaN ("n/a").
 
 Why Gaussian and orthogonal stacks: the whole singular-value spectrum of the input–output Jacobian
@@ -467,17 +470,23 @@ def _practice(config: StudyConfig, model: Any, params: Any, x: Any, dy: Any) -> 
     return practice_verdicts([g["V"] for g in steps], [g["b"] for g in steps], terms=terms)
 
 
-def _pascanu(config: StudyConfig, params: Any) -> tuple[float, float, float]:
-    """``(σ_max, γ, η)`` of the study's definition for this kind (NaN for gated cells)."""
+def _pascanu(config: StudyConfig, params: Any, flow: FlowResult) -> tuple[float, float, float]:
+    """``(σ_max, γ, η)`` of the study's definition for this kind (NaN for gated cells).  For an MLP
+    they come from the flow's own per-layer Jacobians: the geometric means of ``σ_max(W_i)``
+    (``flow.weight_sigma``) and of ``η_i = σ_max(W_i)·γ`` (``flow.layer_eta``) over the layers
+    ``i = 1 .. L−1`` the error crosses, the per-layer rate a fitted slope is compared with (the
+    largest η_i, and every one, are in the flow's record)."""
     if config.kind == "rnn":
         return pascanu_eta(params["U"], config.activation)
     if config.kind != "mlp":
         return math.nan, math.nan, math.nan
     depth = int(config.depth or 1)
-    sigmas = [pascanu_eta(params[f"W{i}"], config.activation)[0] for i in range(1, depth + 1)]
-    sigma = math.exp(float(np.mean(np.log(sigmas))))
     gamma = GAMMA[config.activation]
-    return sigma, gamma, sigma * gamma
+    sigmas, etas = np.asarray(flow.weight_sigma)[1:], np.asarray(flow.layer_eta)[1:]
+    if sigmas.size != depth or etas.size != depth or not (np.all(sigmas > 0) and np.all(etas > 0)):
+        sigmas = np.asarray([pascanu_eta(params[f"W{i}"], config.activation)[0] for i in range(1, depth + 1)])
+        etas = gamma * sigmas
+    return (math.exp(float(np.mean(np.log(sigmas)))), gamma, math.exp(float(np.mean(np.log(etas)))))
 
 
 def _bound_ratio(flow: FlowResult, eta: float) -> float:
@@ -543,7 +552,7 @@ def flow_study(
         model, params, x = _build(config, np.random.default_rng(seed), T=T, H=hidden, B=batch)
         dy = _cotangent(config, model, params, x, seed) if config.kind in ("rnn", "mlp") else None
         flow = gradient_flow(model, params, x, dy=dy, seed=seed, name=config.label)
-        sigma, gamma, eta = _pascanu(config, params)
+        sigma, gamma, eta = _pascanu(config, params, flow)
         rows.append(StudyRow(config=config, flow=flow, sigma_max=sigma, gamma=gamma, eta=eta,
                              bound_ratio=_bound_ratio(flow, eta),
                              practice=None if dy is None else _practice(config, model, params, x, dy)))

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -146,6 +147,18 @@ def test_orthogonal_tanh_stacks_keep_their_spectrum_together_and_relu_stacks_can
             assert relu.spread > tanh_orth.spread, (d, init, relu.spread, tanh_orth.spread)
         for row in (tanh_gauss, tanh_orth):
             assert row.agree and row.flow.cause == "model" and row.flow.spectrum is not None
+
+
+def test_an_mlp_rows_eta_is_the_geometric_mean_of_its_flows_per_layer_eta(study: Study) -> None:
+    """Issue 16, item 1: a stack's σ_max and η come from its own per-layer Jacobians."""
+    for row in study.rows:
+        if row.config.kind != "mlp":
+            continue
+        etas, sigmas = row.flow.layer_eta[1:], row.flow.weight_sigma[1:]
+        assert len(etas) == row.config.depth and np.all(etas > 0)
+        assert row.eta == pytest.approx(float(np.exp(np.mean(np.log(etas)))), rel=1e-12)
+        assert row.sigma_max == pytest.approx(float(np.exp(np.mean(np.log(sigmas)))), rel=1e-12)
+        assert min(etas) <= row.eta <= max(etas)
 
 
 def test_the_practice_tools_judge_the_same_hand_gradients_and_flip_under_rescaling(study: Study) -> None:
