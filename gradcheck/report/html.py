@@ -427,6 +427,26 @@ def _practice(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return cells
 
 
+def _fractions(flow: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The saturated fraction of the states (or activations) and the largest per-step (per-layer)
+    fraction of dead units, as percentage cells with the step or layer that has the most."""
+    sat = number(flow.get("saturation"))
+    given = flow.get("dead_per_step")
+    dead = [number(v) for v in given] if isinstance(given, list) else []
+    finite = [(v, i) for i, v in enumerate(dead) if v is not None and math.isfinite(v)]
+    where = "layer" if flow.get("axis") == "depth" else "step"
+    cells = [{"text": f"{sat:.0%}" if sat is not None and math.isfinite(sat) else "n/a",
+              "sort": repr(sat) if sat is not None and math.isfinite(sat) else "",
+              "title": "the fraction of state entries with f′ < 0.1·γ"}]
+    if finite:
+        top, at = max(finite, key=lambda pair: pair[0])  # the first step (layer) with the most
+        cells.append({"text": f"{top:.0%}", "sort": repr(top),
+                      "title": f"the most units dead on every sample at one {where}: {where} {at}"})
+    else:
+        cells.append({"text": "n/a", "sort": "", "title": "no per-step fractions"})
+    return cells
+
+
 def _study_row(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
     tau = row.get("min_truncation")
     given = row.get("flow")
@@ -435,6 +455,7 @@ def _study_row(row: Mapping[str, Any], anchor: str) -> dict[str, Any]:
             "activation": str(row.get("activation", "")), "regime": str(row.get("regime", "")),
             "numbers": [_cell(row.get(key), spec) for _, key, spec in _STUDY_NUMBERS],
             "agree": row.get("agree") is True, "cause": _cause(row, flow), "practice": _practice(row),
+            "fractions": _fractions(flow),
             "tau": {"text": str(tau) if isinstance(tau, int) else "—",
                     "sort": repr(float(tau)) if isinstance(tau, int) else ""},
             "flow": flow, "reasons": [str(r) for r in (flow or {}).get("reasons") or []]}

@@ -187,6 +187,17 @@ def test_report_renders_the_study_section(study: Study, tmp_path: Path) -> None:
     body = page.split('id="study-table"', 1)[1].split("</table>", 1)[0]
     assert body.count("<tr>") == 1 + len(STUDY_CONFIGS)  # header + one per model
     assert ">AUTOTRAINER</button>" in body and ">DeepDiagnosis</button>" in body
+    assert ">saturated</button>" in body and ">dead units (most)</button>" in body
+    fractions = re.findall(r'<td class="n frac" data-v="[^"]*" title="([^"]*)">([^<]*)</td>', body)
+    assert len(fractions) == 2 * len(STUDY_CONFIGS)
+    for row, (sat, dead) in zip(study.rows, zip(fractions[0::2], fractions[1::2], strict=True), strict=True):
+        saturation, per_step = row.flow.saturation, row.flow.dead_per_step
+        assert sat[1] == (f"{saturation:.0%}" if math.isfinite(saturation) else "n/a"), (row.label, sat)
+        if np.isfinite(per_step).any():
+            most = int(np.nanargmax(per_step))
+            assert dead[1] == f"{per_step[most]:.0%}" and dead[0].endswith(f" {most}"), (row.label, dead)
+        else:
+            assert dead[1] == "n/a", (row.label, dead)
     practice = re.findall(r'<td class="practice( bad)?" title="[^"]*">([^<]*)</td>', body)
     assert len(practice) == 2 * len(STUDY_CONFIGS)
     for row, (at, dd) in zip(study.rows, zip(practice[0::2], practice[1::2], strict=True), strict=True):
