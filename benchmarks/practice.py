@@ -141,6 +141,7 @@ from gradcheck.practice import (
     DeepDiagnosisVerdict,
     autotrainer_gradient_issue,
     deepdiagnosis_gradient,
+    hand_layer_gradients,
 )
 from reference.mlp import MLP
 from reference.rnn import ElmanRNN
@@ -597,25 +598,12 @@ def _cause(flow: FlowResult) -> str:
     return str(cause) or "model"
 
 
-def _hand_gradients(spec: ModelSpec, model: Any, params: dict[str, F64], x: F64, dy: F64
-                    ) -> tuple[list[Any], list[Any]]:
-    """``(kernels, biases)`` per layer (MLP) or per time step (RNN), input / step 0 first."""
-    if spec.kind == "mlp":
-        dparams = model.backward_with_deltas(params, x, dy)[0]
-        L = len(dparams) // 2
-        return [dparams[f"W{i}"] for i in range(L)], [dparams[f"b{i}"] for i in range(L)]
-    deltas = model.bptt(params, x, dy)[2]
-    S = model.states(params, x)
-    steps = [model.cell_backward(params, S[t], x[t], S[t + 1], deltas[t])[0] for t in range(len(x))]
-    return [g["V"] for g in steps], [g["b"] for g in steps]
-
-
 def evaluate(spec: ModelSpec, variant: Variant, truth: Truth) -> PracticeRow:
     """Run gradcheck and both practice rules on one model and loss."""
     model, params, x, target = build(spec)
     dy = _dy(spec, model, params, x, target, variant)
     flow = gradient_flow(model, params, x, dy=dy, seed=0, name=spec.label)
-    kernels, biases = _hand_gradients(spec, model, params, x, dy)
+    kernels, biases = hand_layer_gradients(model, params, x, dy)
     pairs = [a for kb in zip(kernels, biases, strict=True) for a in kb]
     return PracticeRow(spec=spec, variant=variant, truth=truth, regime=flow.regime, cause=_cause(flow),
                        agree=flow.agree, autotrainer=autotrainer_gradient_issue(pairs),

@@ -48,6 +48,7 @@ __all__ = [
     "PracticeVerdicts",
     "autotrainer_gradient_issue",
     "deepdiagnosis_gradient",
+    "hand_layer_gradients",
     "practice_verdicts",
 ]
 
@@ -279,3 +280,21 @@ def practice_verdicts(kernels: Sequence[Any], biases: Sequence[Any], *, terms: i
     others = [judged(c) for c in (*LOSS_SCALES, 1.0 / terms)]
     return PracticeVerdicts(at, dd, sum(o[0].issue != at.issue for o in others),
                             sum(o[1].symptom != dd.symptom for o in others), len(others))
+
+
+def hand_layer_gradients(model: Any, params: Any, x: Any, dy: Any) -> tuple[list[Any], list[Any]]:
+    """The hand backward's ``(kernels, biases)`` per layer, as the practice tools read a network.
+
+    A stack with ``backward_with_deltas`` (``reference.mlp.MLP``): ``∂L/∂W_i``, ``∂L/∂b_i``, input
+    layer first.  An Elman RNN with ``bptt``, ``states`` and ``cell_backward``
+    (``reference.rnn.ElmanRNN``): the unrolled network's layers are the time steps, so step t's
+    shares of the input weights' and the bias' gradients, ``x_tᵀ e_t`` and ``Σ e_t``, step 0 first.
+    """
+    if hasattr(model, "bptt"):
+        deltas = model.bptt(params, x, dy)[2]
+        S = model.states(params, x)
+        steps = [model.cell_backward(params, S[t], x[t], S[t + 1], deltas[t])[0] for t in range(len(x))]
+        return [g["V"] for g in steps], [g["b"] for g in steps]
+    grads = model.backward_with_deltas(params, x, dy)[0]
+    n = len(grads) // 2
+    return [grads[f"W{i}"] for i in range(n)], [grads[f"b{i}"] for i in range(n)]

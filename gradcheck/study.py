@@ -113,7 +113,7 @@ from gradcheck.dynamics import (
     pascanu_eta,
 )
 from gradcheck.errors import InvalidArgument
-from gradcheck.practice import PracticeVerdicts, practice_verdicts
+from gradcheck.practice import PracticeVerdicts, hand_layer_gradients, practice_verdicts
 from gradcheck.result import json_number
 
 __all__ = [
@@ -453,21 +453,11 @@ def _cotangent(config: StudyConfig, model: Any, params: Any, x: Any, seed: int) 
     return dy
 
 
-def _practice(config: StudyConfig, model: Any, params: Any, x: Any, dy: Any) -> PracticeVerdicts:
-    """The practice tools on the hand gradients: per layer (MLP: ``∂L/∂W_i``, ``∂L/∂b_i``) or per
-    time step (Elman RNN: step t's shares ``x_tᵀ e_t`` of ∂L/∂V and ``e_t`` summed of ∂L/∂b, the
-    unrolled network's layers), input first; the loss ``⟨dy, y⟩`` has as many terms as ``dy``
-    has non-zero entries."""
-    terms = int(np.count_nonzero(dy)) or 1
-    if config.kind == "mlp":
-        grads = model.backward_with_deltas(params, x, dy)[0]
-        L = len(grads) // 2
-        return practice_verdicts([grads[f"W{i}"] for i in range(L)], [grads[f"b{i}"] for i in range(L)],
-                                 terms=terms)
-    deltas = model.bptt(params, x, dy)[2]
-    S = model.states(params, x)
-    steps = [model.cell_backward(params, S[t], x[t], S[t + 1], deltas[t])[0] for t in range(len(x))]
-    return practice_verdicts([g["V"] for g in steps], [g["b"] for g in steps], terms=terms)
+def _practice(model: Any, params: Any, x: Any, dy: Any) -> PracticeVerdicts:
+    """The practice tools on the hand gradients (:func:`gradcheck.practice.hand_layer_gradients`);
+    the loss ``⟨dy, y⟩`` has as many terms as ``dy`` has non-zero entries."""
+    kernels, biases = hand_layer_gradients(model, params, x, dy)
+    return practice_verdicts(kernels, biases, terms=int(np.count_nonzero(dy)) or 1)
 
 
 def _pascanu(config: StudyConfig, params: Any, flow: FlowResult) -> tuple[float, float, float]:
@@ -555,5 +545,5 @@ def flow_study(
         sigma, gamma, eta = _pascanu(config, params, flow)
         rows.append(StudyRow(config=config, flow=flow, sigma_max=sigma, gamma=gamma, eta=eta,
                              bound_ratio=_bound_ratio(flow, eta),
-                             practice=None if dy is None else _practice(config, model, params, x, dy)))
+                             practice=None if dy is None else _practice(model, params, x, dy)))
     return Study(rows=tuple(rows), seed=seed, T=T, hidden=hidden, batch=batch)

@@ -92,3 +92,31 @@ def test_bad_inputs_are_explained(kernels: list[np.ndarray], biases: list[np.nda
                                   message: str) -> None:
     with pytest.raises(ValueError, match=message):
         practice_verdicts(kernels, biases, terms=terms)
+
+
+@given(seed=st.integers(0, 2**16), T=st.sampled_from([1, 3, 6]))
+def test_an_rnns_layers_are_its_time_steps_and_their_shares_sum_to_its_gradient(seed: int, T: int) -> None:
+    from gradcheck.practice import hand_layer_gradients
+    from reference import rnn
+
+    layer, params, x = rnn.make_case(np.random.default_rng(seed), T=T, B=2, H=3)
+    dy = np.random.default_rng(seed + 1).standard_normal(np.shape(layer.forward(params, x)))
+    kernels, biases = hand_layer_gradients(layer, params, x, dy)
+    full = layer.bptt(params, x, dy)[0]
+    assert len(kernels) == len(biases) == T
+    np.testing.assert_allclose(np.sum(kernels, axis=0), full["V"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.sum(biases, axis=0), full["b"], rtol=1e-12, atol=1e-14)
+
+
+def test_an_mlps_layers_are_its_layers() -> None:
+    from gradcheck.practice import hand_layer_gradients
+    from reference import mlp
+
+    layer, params, x = mlp.make_case(np.random.default_rng(0), sizes=(3, 4, 4, 2), batch=5)
+    dy = np.ones((5, 2))
+    kernels, biases = hand_layer_gradients(layer, params, x, dy)
+    grads = layer.backward_with_deltas(params, x, dy)[0]
+    assert [k.shape for k in kernels] == [(3, 4), (4, 4), (4, 2)]
+    for i, (k, b) in enumerate(zip(kernels, biases, strict=True)):
+        np.testing.assert_array_equal(k, grads[f"W{i}"])
+        np.testing.assert_array_equal(b, grads[f"b{i}"])
