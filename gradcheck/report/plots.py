@@ -324,9 +324,9 @@ def study_spectrum_svg(rows: Sequence[Mapping[str, Any]], prefix: str) -> str | 
             every = top + bottom
             ax.semilogy([i, i], [min(every), max(every)], "-", color=colour, lw=1, alpha=0.5)
             ax.semilogy([i] * len(top), top, "o", color=colour, ms=4,
-                        label="top σ" if i == 0 else None)
+                        label=None if any(c[1] for c in columns[:i]) else "top σ")
             ax.semilogy([i] * len(bottom), bottom, "o", mfc="none", color=colour, ms=4,
-                        label="bottom σ" if i == 0 else None)
+                        label=None if any(c[2] for c in columns[:i]) else "bottom σ")
         _plain_log_ticks(ax.yaxis)
         ax.set_xticks(range(len(columns)), [_text(c[0].get("label", "")) for c in columns],
                       rotation=60, ha="right", fontsize=7)
