@@ -18,11 +18,10 @@ import numpy as np
 
 __all__ = [
     "AUTO_TWIN",
-    "COMPILE_CACHE_SIZE",
-    "COMPILE_MAX_EQNS",
     "JAX_FUN",
     "ON_JAX",
     "ON_JAX_PARAMS",
+    "PROGRAM_CACHE_SIZE",
     "REFERENCE_COMPILER_OPTIONS",
     "SOURCES",
     "AutodiffResult",
@@ -121,51 +120,29 @@ class Jittable:
     compile: bool = True
 
 
-#: Compiled programs kept (one per forward and shape), least recently used dropped first.
-COMPILE_CACHE_SIZE = 64
-#: A gradient program of more equations than this is differentiated eagerly, never compiled:
-#: XLA's compile time grows faster than the program (an LSTM unrolled over 100 steps, 9,600
-#: equations, takes 35 s to compile and 2.5–12 s eagerly).  Below it compiling the whole program
-#: costs less than eager differentiation does at a new shape, which compiles op by op (a small
-#: dense layer 0.1 s against 0.5 s, an LSTM over 4 steps 0.8 s against 1.8 s, a conv layer 0.3 s
-#: against 1.6 s).
-COMPILE_MAX_EQNS = 2000
-#: (key, shapes) → its compiled ``value_and_grad``, or ``False``: differentiated eagerly (too
-#: large, it does not compile, or its compiled value was not the forward's).
-_COMPILED: OrderedDict[Hashable, Any] = OrderedDict()
-#: The keys (forwards) seen so far: a forward seen for the first time is differentiated eagerly —
-#: a new object at known shapes (a wrapper built per check) reuses JAX's per-operation cache,
-#: and compiling it would cost more; a known forward at a new shape is compiled.
-_KEYS: OrderedDict[Hashable, None] = OrderedDict()
+#: Traced programs kept (one per forward and shape), least recently used dropped first.
+PROGRAM_CACHE_SIZE = 64
+#: (key, shapes) → the traced ``value_and_grad`` of that forward at those shapes
+#: (:class:`gradcheck.interpret.Program`, run with numpy: no XLA compile at any size), or
+#: ``False``: differentiated eagerly (it does not trace as a whole program, or its traced value
+#: was not the forward's).
+_PROGRAMS: OrderedDict[Hashable, Any] = OrderedDict()
 #: (key, shapes) → why JAX could not trace it: a numpy-only forward is not traced again at the
 #: same shapes (a failed trace costs more than a small check: JAX filters the traceback).
 _FAILED: OrderedDict[Hashable, str] = OrderedDict()
 
 
 def clear_cache() -> None:
-    """Forget every compiled autodiff reference and remembered failure (rebuilt on demand)."""
-    _COMPILED.clear()
+    """Forget every traced autodiff reference and remembered failure (rebuilt on demand)."""
+    _PROGRAMS.clear()
     _FAILED.clear()
-    _KEYS.clear()
 
 
 def _remember(cache: OrderedDict[Hashable, Any], key: Hashable, value: Any) -> None:
     cache[key] = value
     cache.move_to_end(key)
-    while len(cache) > COMPILE_CACHE_SIZE:
+    while len(cache) > PROGRAM_CACHE_SIZE:
         cache.popitem(last=False)
-
-
-def _equations(jaxpr: Any) -> int:
-    """The equations of a jaxpr, counting those of the sub-programs it calls."""
-    n = 0
-    for eqn in jaxpr.eqns:
-        n += 1
-        for param in eqn.params.values():
-            inner = getattr(param, "jaxpr", None)
-            if inner is not None:
-                n += _equations(getattr(inner, "jaxpr", inner))
-    return n
 
 
 def _signature(spec: Jittable, point: Sequence[Any]) -> Hashable | None:
@@ -188,54 +165,66 @@ def _arrays(tree: Any) -> list[Any]:
     return [tree]
 
 
-def _compiled(spec: Jittable, point: list[Any]) -> tuple[Any, Any] | None:
-    """``(value, grads)`` from the compiled program of ``spec`` at this shape, compiled on the
-    first sight of the shape once the forward is known — ``None`` for a forward seen for the
-    first time, a program too large to compile, one that does not compile, or an unhashable key
-    (then the gradient is taken eagerly)."""
-    import jax
+def _scalar(fn: Callable[..., Any]) -> Callable[..., Any]:
     import jax.numpy as jnp
+
+    def value(*args: Any) -> Any:
+        return jnp.real(jnp.asarray(fn(*args)).reshape(()))
+    return value
+
+
+def _traced(spec: Jittable, point: list[np.ndarray]) -> tuple[Any, Any] | None:
+    """``(value, grads)`` from the traced program of ``spec`` at this shape, traced on the first
+    sight of the shape and reused with new data — ``None`` when it does not trace as a whole (the
+    caller then differentiates eagerly) or its key cannot be hashed."""
+    import jax
+
+    from gradcheck import interpret
 
     signature = _signature(spec, point)
-    if signature is None or not spec.compile or _COMPILED.get(signature) is False:
+    if signature is None or _PROGRAMS.get(signature) is False:
         return None
-    if spec.key not in _KEYS:
-        _remember(_KEYS, spec.key, None)
-        return None
-    data = to_jax(spec.data)
-    program: Any = _COMPILED.get(signature)
+    program: Any = _PROGRAMS.get(signature)
     if program is None:
-        fn = spec.fn
-
-        def value(ls: list[Any], d: Any) -> Any:
-            return jnp.real(jnp.asarray(fn(ls, d)).reshape(()))
-
         try:
-            traced = jax.jit(jax.value_and_grad(value)).trace(point, data)
-            program = (traced.lower().compile(compiler_options=REFERENCE_COMPILER_OPTIONS)
-                       if _equations(traced.jaxpr.jaxpr) <= COMPILE_MAX_EQNS else False)
+            program = interpret.trace(jax.value_and_grad(_scalar(spec.fn)), point, spec.data)
+        except jax.errors.TracerArrayConversionError:
+            raise  # numpy called on a tracer: eagerly it would be called on one too
         except Exception:
             program = False
-        _remember(_COMPILED, signature, program)
+        _remember(_PROGRAMS, signature, program)
         if program is False:
             return None
-    _COMPILED.move_to_end(signature)
-    try:
-        got: tuple[Any, Any] = program(point, data)
-        return got
-    except Exception:
-        _remember(_COMPILED, signature, False)
-        return None
+    _PROGRAMS.move_to_end(signature)
+    got: tuple[Any, Any] = program(point, spec.data)
+    return got
 
 
-def _value_and_grad(loss: Callable[[list[Any]], Any], spec: Jittable | None, point: list[Any],
-                    expected: float, tol: float) -> tuple[float, tuple[np.ndarray, ...]]:
-    """The loss and its float64 gradient at ``point``: compiled when ``spec`` allows and its value
-    is the forward's (a compiled trace that has gone stale is dropped), else eagerly."""
+def _fresh(loss: Callable[[list[Any]], Any], point: list[np.ndarray]) -> tuple[Any, Any]:
+    """``(value, grads)`` of ``loss`` traced at ``point`` and run with numpy (the program is not
+    kept: ``loss`` closes over its data), or differentiated eagerly when it does not trace."""
     import jax
     import jax.numpy as jnp
 
-    got = _compiled(spec, point) if spec is not None else None
+    from gradcheck import interpret
+
+    value = _scalar(loss)
+    try:
+        program = interpret.trace(jax.value_and_grad(value), point)
+    except jax.errors.TracerArrayConversionError:
+        raise
+    except Exception:
+        got: tuple[Any, Any] = jax.value_and_grad(value)([jnp.asarray(p) for p in point])
+        return got
+    got = program(point)
+    return got
+
+
+def _value_and_grad(loss: Callable[[list[Any]], Any], spec: Jittable | None, point: list[np.ndarray],
+                    expected: float, tol: float) -> tuple[float, tuple[np.ndarray, ...]]:
+    """The loss and its float64 gradient at ``point``: from the kept program of ``spec`` when its
+    value is the forward's (a kept program that has gone stale is dropped), else traced afresh."""
+    got = _traced(spec, point) if spec is not None and spec.compile else None
     if got is not None:
         value = float(got[0])
         if abs(value - expected) <= tol:
@@ -243,8 +232,8 @@ def _value_and_grad(loss: Callable[[list[Any]], Any], spec: Jittable | None, poi
         assert spec is not None
         signature = _signature(spec, point)
         if signature is not None:
-            _remember(_COMPILED, signature, False)
-    value, grads = jax.value_and_grad(lambda ls: jnp.real(jnp.asarray(loss(ls)).reshape(())))(point)
+            _remember(_PROGRAMS, signature, False)
+    value, grads = _fresh(loss, point)
     return float(value), tuple(np.asarray(g, dtype=np.float64) for g in grads)
 
 
@@ -265,11 +254,13 @@ def gradient(
     *twin* (``twin=True``) is kept with a note instead: its gradient will then disagree, and the
     triangulation blames the twin, which is the point of having three sources.
 
-    A candidate with a :class:`Jittable` is differentiated eagerly the first time its forward is
-    seen; from then on it is traced once per shape and, when its program has at most
-    :data:`COMPILE_MAX_EQNS` equations, compiled (``jax.jit``) and reused, across checks (at
-    most :data:`COMPILE_CACHE_SIZE` kept; :func:`clear_cache` forgets them); a larger one is
-    differentiated eagerly.
+    The gradient is JAX's, traced into a program (``jax.make_jaxpr`` of ``jax.value_and_grad``)
+    and run with numpy (:mod:`gradcheck.interpret`): nothing is compiled, at any size.  A
+    candidate with a :class:`Jittable` is traced once per forward and shape and its program
+    reused, with new data, across checks (at most :data:`PROGRAM_CACHE_SIZE` kept;
+    :func:`clear_cache` forgets them); one without is traced at each call.  A loss that does not
+    trace as a whole (Python control flow on a value, a data-dependent shape) is differentiated
+    eagerly instead.
 
     Args:
         candidates: ``(description, loss)`` or ``(description, loss, jittable)``; each ``loss``
@@ -285,7 +276,6 @@ def gradient(
     if not jax_available():
         return AutodiffResult(None, "", "JAX is not installed: no autodiff reference")
     import jax
-    import jax.numpy as jnp
 
     reasons: list[tuple[str, str]] = []
     tried = []
@@ -297,7 +287,7 @@ def gradient(
         else:
             tried.append((description, loss, jittable, signature))
     with jax.enable_x64(True):
-        point = [jnp.asarray(leaf, dtype=jnp.float64) for leaf in leaves] if tried else []
+        point = [np.asarray(leaf, dtype=np.float64) for leaf in leaves]
         for description, loss, jittable, signature in tried:
             try:
                 value, out = _value_and_grad(loss, jittable, point, expected, tol)

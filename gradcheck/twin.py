@@ -134,8 +134,11 @@ def box_tree(x: Any) -> Any:
         return x
     if isinstance(x, np.ndarray) and x.dtype.kind in "biufc":
         # A copy: on the CPU jnp.asarray may share an aligned numpy buffer, and the twin must
-        # not follow (or make) later writes to the user's array.
-        return Box(_jnp().array(x, dtype=_dtype(x.dtype), copy=True))
+        # not follow (or make) later writes to the user's array.  A concrete array even when
+        # the twin is built inside a trace (a global the translation boxes is a constant, and
+        # kept: a tracer there would leak into later calls).
+        with jax.ensure_compile_time_eval():
+            return Box(_jnp().array(x, dtype=_dtype(x.dtype), copy=True))
     if isinstance(x, jax.Array) or _traced(x):
         return Box(_promote(x))
     if isinstance(x, dict):

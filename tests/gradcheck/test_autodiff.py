@@ -1,4 +1,4 @@
-"""autodiff.py: the JAX reference, and its compiled functions reused across checks."""
+"""autodiff.py: the JAX reference, and its traced programs reused across checks."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _check(fn: Traced, key: Any, x: np.ndarray, c: np.ndarray) -> autodiff.Autod
 
 @settings(max_examples=10, deadline=None)
 @given(n=st.integers(1, 6), seed=st.integers(0, 2**16))
-def test_a_shape_is_traced_once_and_its_compiled_program_reused_with_new_data(n: int, seed: int) -> None:
+def test_a_shape_is_traced_once_and_its_program_reused_with_new_data(n: int, seed: int) -> None:
     autodiff.clear_cache()
     rng = np.random.default_rng(seed)
     fn = Traced()
@@ -51,16 +51,37 @@ def test_a_shape_is_traced_once_and_its_compiled_program_reused_with_new_data(n:
         got = _check(fn, ("test", fn), x, c)
         assert got.grads is not None
         np.testing.assert_allclose(got.grads[0], 2 * c * x, rtol=1e-13)
-    assert fn.traces == 2  # eager the first time, compiled at the second; new data never retraces
+    assert fn.traces == 1  # traced at the first sight of the shape; new data never retraces
 
 
-def test_each_shape_is_compiled_once() -> None:
+def test_each_shape_is_traced_once() -> None:
     fn = Traced()
     for n in (3, 3, 4, 3, 4, 4, 3, 4):
         got = _check(fn, ("test", fn), np.ones(n), np.arange(n, dtype=float))
         assert got.grads is not None
-    # 3: eager (a new forward), then compiled; 4: a known forward: compiled at first sight
-    assert fn.traces == 3 and len(autodiff._COMPILED) == 2
+    assert fn.traces == 2 and len(autodiff._PROGRAMS) == 2
+
+
+def test_the_reference_compiles_nothing_at_a_new_shape() -> None:
+    """The gradient program runs with numpy: no XLA compile, whatever the shape (before, each
+    new shape compiled a program or, eagerly, every operation of it)."""
+    import jax
+
+    compiles: list[str] = []
+
+    def listen(event: str, duration: float, **_: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        fn = Traced()
+        for n in (7, 8, 9):  # shapes no other test uses
+            got = _check(fn, ("compiles", fn), np.linspace(-1, 1, n), np.ones(n))
+            assert got.grads is not None
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == []
 
 
 def test_a_stale_compiled_trace_is_dropped_and_the_gradient_recomputed_eagerly() -> None:
@@ -82,20 +103,42 @@ def test_a_stale_compiled_trace_is_dropped_and_the_gradient_recomputed_eagerly()
         np.testing.assert_allclose(got.grads[0], s * 2 * c * x, rtol=1e-13)
 
 
-def test_an_unhashable_key_and_a_large_program_are_never_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unhashable_key_is_traced_each_time_and_a_large_program_once() -> None:
     fn = Traced()
     for _ in range(3):
         assert _check(fn, ("unhashable", [1]), np.ones(2), np.ones(2)).grads is not None
     assert fn.traces == 3
-    monkeypatch.setattr(autodiff, "COMPILE_MAX_EQNS", 1)
-    fn = Traced()
-    for _ in range(5):
-        assert _check(fn, ("big", fn), np.ones(2), np.ones(2)).grads is not None
-    assert fn.traces == 6  # eager each time, plus the one trace that counted its equations
+
+    class Unrolled(Traced):  # a long recurrence: thousands of equations, no size limit
+        def __call__(self, ls: list[Any], data: Any) -> Any:
+            import jax.numpy as jnp
+
+            self.traces += 1
+            h = ls[0]
+            for _ in range(400):
+                h = jnp.tanh(h * data + 0.1)
+            return jnp.sum(h ** 2)
+
+    fn = Unrolled()
+    x, c = np.array([0.3, -0.2]), np.array([0.9, 1.1])
+    h = x
+    for _ in range(400):
+        h = np.tanh(h * c + 0.1)
+    want = None
+    for _ in range(3):
+        spec = Jittable(("big", fn), fn, c)
+        got = autodiff.gradient([("f", lambda ls: fn(ls, c), spec)], [x],
+                                expected=float(np.sum(h ** 2)), tol=1e-9)
+        assert got.grads is not None
+        want = got.grads[0] if want is None else want
+        np.testing.assert_array_equal(got.grads[0], want)
+    assert fn.traces == 1
+    (program,) = autodiff._PROGRAMS.values()
+    assert program.equations > 2000
 
 
-def test_a_function_that_does_not_compile_is_differentiated_eagerly() -> None:
-    """A data-dependent shape (``nonzero`` without ``size=``) is fine eagerly, not under jit."""
+def test_a_function_that_does_not_trace_is_differentiated_eagerly() -> None:
+    """A data-dependent shape (``nonzero`` without ``size=``) is fine eagerly, not traced."""
     def fn(ls: list[Any], data: Any) -> Any:
         import jax.numpy as jnp
         x = ls[0]
@@ -107,16 +150,16 @@ def test_a_function_that_does_not_compile_is_differentiated_eagerly() -> None:
                                 expected=float(np.sum((c * x**2)[x > 0])), tol=1e-12)
         assert got.grads is not None
         np.testing.assert_allclose(got.grads[0], np.where(x > 0, 2 * c * x, 0.0), rtol=1e-13)
-    assert all(v is False for v in autodiff._COMPILED.values())
+    assert all(v is False for v in autodiff._PROGRAMS.values())
 
 
 def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(autodiff, "COMPILE_CACHE_SIZE", 3)
+    monkeypatch.setattr(autodiff, "PROGRAM_CACHE_SIZE", 3)
     fns = [Traced() for _ in range(5)]
     for fn in fns:
         for _ in range(2):
             _check(fn, ("bounded", fn), np.ones(2), np.ones(2))
-    assert len(autodiff._COMPILED) == 3
+    assert len(autodiff._PROGRAMS) == 3
 
 
 def test_checks_of_a_frozen_dataclass_layer_reuse_one_compiled_function() -> None:
@@ -128,4 +171,4 @@ def test_checks_of_a_frozen_dataclass_layer_reuse_one_compiled_function() -> Non
     for seed in range(4):
         again = type(layer)(**{f: getattr(layer, f) for f in layer.__dataclass_fields__})
         assert gc.check_layer(again, params, x, seed=seed).passed
-    assert len(autodiff._COMPILED) == 1
+    assert len(autodiff._PROGRAMS) == 1

@@ -1042,7 +1042,7 @@ def _buffered_grad(p: dict[str, Any], x: np.ndarray) -> dict[str, np.ndarray]:
     return {"W": x.T @ (2 * y * (1 - y ** 2))}
 
 
-def test_a_twin_is_compiled_once_its_function_recurs_and_reused_across_checks() -> None:
+def test_a_twin_is_traced_once_and_its_program_reused_across_checks() -> None:
     from gradcheck import autodiff
 
     autodiff.clear_cache()
@@ -1052,8 +1052,8 @@ def test_a_twin_is_compiled_once_its_function_recurs_and_reused_across_checks() 
         p, x = {"W": rng.normal(size=(3, 5))}, rng.normal(size=(4, 3))
         res = gc.check_grad(_buffered_loss, _buffered_grad, p, x)
         assert res.passed and res.jax_source == "twin"
-    programs = [v for k, v in autodiff._COMPILED.items() if k[0][0] == "twin"]
-    assert len(programs) == 1 and programs[0] is not False  # one compiled program, reused
+    programs = [v for k, v in autodiff._PROGRAMS.items() if k[0][0] == "twin"]
+    assert len(programs) == 1 and programs[0] is not False  # one traced program, reused
     bad = gc.check_grad(_buffered_loss, lambda p, x: {"W": -_buffered_grad(p, x)["W"]}, p, x)
     assert (bad.verdict, bad.leaf("W").blame, bad.jax_source) == ("fail", "hand", "twin")
 
