@@ -38,7 +38,7 @@ FULL_SAMPLE = 64
 #: autodiff at every entry and on finite differences wherever they differ; the probes and the
 #: sample only validate autodiff, and each sampled entry costs four forward calls (a char-RNN's
 #: five tensors: 1,360 calls at 64, 400 at 16).
-AUTO_SAMPLE = 16
+AUTO_SAMPLE = 4
 
 
 def _autodiff_confirmed(run: Run, leaf: Leaf) -> bool:
@@ -89,16 +89,19 @@ def _led(run: Run, leaf: Leaf, rtol: float) -> Evidence | None:
 def led(run: Run, has_ad: bool, size: int, total: int) -> bool:
     """Whether a full check of a leaf of ``size`` entries in a problem of ``total`` is
     autodiff-led: with autodiff, in ``auto`` mode above ``full_max`` entries, in ``full`` mode in
-    problems of more than :data:`FULL_NUMERIC_MAX` entries; never for leaves of at most
-    :data:`FULL_SAMPLE` entries (the sample would be every entry)."""
-    big = size > run.opts.full_max if run.opts.mode == "auto" else total > FULL_NUMERIC_MAX
-    return has_ad and big and size > FULL_SAMPLE
+    problems of more than :data:`FULL_NUMERIC_MAX` entries; never for leaves of at most as many
+    entries as the mode's sample (:data:`AUTO_SAMPLE`, :data:`FULL_SAMPLE`: the sample would be
+    every entry)."""
+    if run.opts.mode == "auto":
+        return has_ad and size > run.opts.full_max and size > AUTO_SAMPLE
+    return has_ad and total > FULL_NUMERIC_MAX and size > FULL_SAMPLE
 
 
 def gather(run: Run, leaf: Leaf, total: int) -> Evidence | None:
     """The evidence of a full check of ``leaf`` in a problem of ``total`` checked entries;
-    ``None`` in ``auto`` mode when the probes do not confirm autodiff on a leaf that would be
-    autodiff-led (it is screened instead: measuring every entry is what ``auto`` avoids)."""
+    ``None`` in ``auto`` mode when the probes do not confirm autodiff on a leaf of more than
+    :data:`FULL_SAMPLE` entries that would be autodiff-led (it is screened instead: measuring
+    every entry is what ``auto`` avoids); a smaller one is then measured at every entry."""
     if not run.refs.numeric:
         return Evidence("full", None)
     rtol = tolerance(leaf.judged, run.opts.rtol)
@@ -106,7 +109,7 @@ def gather(run: Run, leaf: Leaf, total: int) -> Evidence | None:
         by_autodiff = _led(run, leaf, rtol)
         if by_autodiff is not None:
             return by_autodiff
-        if run.opts.mode == "auto":
-            return None
+        if run.opts.mode == "auto" and leaf.size > FULL_SAMPLE:
+            return None  # screened instead; a small leaf is measured at every entry
     parts = Partials.empty(leaf.size).with_(run, leaf, np.arange(leaf.size), rtol)
     return Evidence("full", parts, parts.method)

@@ -102,7 +102,7 @@ def test_without_a_numeric_reference_there_are_no_partials() -> None:
 
 def test_a_problem_within_the_limit_is_measured_in_full_even_with_autodiff() -> None:
     params, x, v = tanh_case(3, 5, 5)
-    run = make_run(F.tanh_layer, F.tanh_layer_grad, params, x, v)
+    run = make_run(F.tanh_layer, F.tanh_layer_grad, params, x, v, mode="full")
     lf = first_leaf(run)
     assert lf.ad is not None
     ev = full.gather(run, lf, full.FULL_NUMERIC_MAX)  # exactly at the limit: not led
