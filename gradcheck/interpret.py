@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NUMPY_RULES", "Program", "evaluate", "trace"]
+__all__ = ["NUMPY_RULES", "Program", "trace"]
 
 
 # ----------------------------------------------------------------------------- numpy rules
@@ -81,7 +81,8 @@ def _round(x: np.ndarray, *, rounding_method: Any = 0, **_: Any) -> np.ndarray:
     _floating(x)
     if int(rounding_method) == 1:  # to nearest even
         return np.round(x)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)  # away from zero
+    whole = np.trunc(x)  # away from zero; x - trunc(x) is exact, x + 0.5 is not
+    return whole + np.where(np.abs(x - whole) >= 0.5, np.sign(x), 0.0).astype(x.dtype)
 
 
 def _integer_pow(x: np.ndarray, *, y: int, **_: Any) -> np.ndarray:
@@ -171,6 +172,8 @@ def _convert_element_type(x: np.ndarray, *, new_dtype: Any, **_: Any) -> np.ndar
     new = np.dtype(new_dtype)
     if np.issubdtype(x.dtype, np.inexact) and not np.issubdtype(new, np.inexact) and new != np.bool_:
         raise _Unsupported  # XLA's out-of-range float-to-int conversion is its own
+    if np.iscomplexobj(x) and not np.issubdtype(new, np.complexfloating):
+        x = np.real(x)  # XLA keeps the real part (numpy too, with a ComplexWarning)
     return x.astype(new, copy=False)
 
 
@@ -223,8 +226,12 @@ def _iota(*, dtype: Any, shape: Sequence[int], dimension: int, **_: Any) -> np.n
     return np.broadcast_to(line.reshape(expanded), tuple(shape))
 
 
-def _same(*xs: np.ndarray, **_: Any) -> Any:
-    return xs[0] if len(xs) == 1 else list(xs)
+def _same(x: np.ndarray, **_: Any) -> np.ndarray:
+    return x
+
+
+def _same_all(*xs: np.ndarray, **_: Any) -> list[np.ndarray]:
+    return list(xs)
 
 
 #: The primitives evaluated with numpy, by name; every other one is bound to JAX eagerly.
@@ -268,7 +275,8 @@ NUMPY_RULES: dict[str, Callable[..., Any]] = {
     "split": _split, "unstack": _unstack, "iota": _iota,
     "dynamic_slice": _dynamic_slice, "dynamic_update_slice": _dynamic_update_slice,
     "convert_element_type": _convert_element_type,
-    "copy": _same, "copy_p": _same, "stop_gradient": _same, "optimization_barrier": _same,
+    "copy": _same, "copy_p": _same, "stop_gradient": _same,
+    "optimization_barrier": _same_all, "device_put": _same_all,
 }
 
 #: Parameters that hold the sub-program of a call primitive (evaluated recursively).
@@ -392,7 +400,7 @@ def _run(flat: _Flat, args: Sequence[np.ndarray]) -> list[np.ndarray]:
                     outs = [_fit(g, *a) for g, a in zip(got, step.avals, strict=True)]
                 else:
                     outs = _fit(got, *step.avals[0])
-            except _Unsupported:
+            except Exception:  # operands outside the rule (or numpy refuses them: JAX decides)
                 outs = None
         if outs is None:
             outs = _bind(step, ins)
@@ -424,8 +432,11 @@ class Program:
         leaves, tree = jax.tree_util.tree_flatten(args)
         if tree != self.in_tree:
             raise TypeError(f"the program was traced for arguments {self.in_tree}, not {tree}")
-        outs = _run(self.flat, [np.asarray(a) for a in leaves])
-        return jax.tree_util.tree_unflatten(self.out_tree, outs)
+        with np.errstate(all="ignore"):  # XLA's arithmetic is silent; so is its numpy run
+            outs = _run(self.flat, [np.asarray(a) for a in leaves])
+        # Copies: an output may be a view of an input or of a constant (a gradient that is
+        # the data itself), and the caller owns what it gets.
+        return jax.tree_util.tree_unflatten(self.out_tree, [np.array(o) for o in outs])
 
 
 def _count(flat: _Flat) -> int:
@@ -451,8 +462,3 @@ def trace(fun: Callable[..., Any], *args: Any) -> Program:
     closed = jax.make_jaxpr(flat_fun)(*leaves)
     flat = _prepare_closed(closed)
     return Program(flat, in_tree, out_tree[-1], _count(flat))
-
-
-def evaluate(closed: Any, *args: np.ndarray) -> list[np.ndarray]:
-    """Evaluate a closed jaxpr at flat numpy arguments with the numpy rules."""
-    return _run(_prepare_closed(closed), list(args))

@@ -182,3 +182,28 @@ def test_the_reference_zoo_layers_gradient_programs_agree_with_jax() -> None:
             return jnp.sum(layer.forward(p, x) * dy)
 
         _compare(jax.value_and_grad(loss, argnums=(0, 1)), params, x)
+
+
+def test_rounding_away_from_zero_is_exact_at_the_halves() -> None:
+    x = np.array([0.49999999999999994, 0.5, -0.5, 1.5, 2.5, -2.5, -0.49999999999999994, 3.0])
+    for method in (lax.RoundingMethod.AWAY_FROM_ZERO, lax.RoundingMethod.TO_NEAREST_EVEN):
+        with mock.patch.object(interpret, "_bind", side_effect=AssertionError("bound to JAX")):
+            _compare(lambda v, m=method: lax.round(v, m), x, rtol=0.0)
+
+
+def test_outputs_are_fresh_arrays_and_numpy_stays_silent(recwarn: pytest.WarningsRecorder) -> None:
+    """A gradient that is the data itself comes back as a copy; a log of a negative number is
+    NaN without a RuntimeWarning, as in XLA; an optimisation barrier passes its values."""
+    c = np.array([1.0, -2.0, 3.0])
+
+    def fun(x: Any, c: Any) -> Any:
+        y, = lax.optimization_barrier((x,))
+        return jnp.sum(y * c) + jnp.sum(jnp.log(c))
+
+    with jax.enable_x64(True):
+        program = interpret.trace(jax.value_and_grad(fun), np.zeros(3), c)
+        value, grad = program(np.zeros(3), c)
+    assert np.isnan(value) and not recwarn.list
+    np.testing.assert_array_equal(grad, c)
+    grad[0] = 99.0
+    assert c[0] == 1.0
