@@ -105,11 +105,22 @@ class Counter:
 
 
 class CountingLayer:
-    """A transparent proxy around a layer that counts ``forward`` and ``backward`` calls."""
+    """A transparent proxy around a layer that counts ``forward`` and ``backward`` calls.
+
+    Two proxies of equal layers are equal (their counters do not change what they compute): a
+    check of a new proxy meets the JAX program traced for the layer before, as a user's
+    long-lived layer object does.  A check of a new, unequal layer object traces again (for an
+    LSTM unrolled over 100 steps about 1.5 s on 2 cores)."""
 
     def __init__(self, inner: Any, counter: Counter) -> None:
         self.inner = inner
         self.counter = counter
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is CountingLayer and bool(self.inner == other.inner)
+
+    def __hash__(self) -> int:
+        return hash((CountingLayer, self.inner))
 
     def forward(self, params: Any, x: Any) -> Any:
         self.counter.tick_forward()
