@@ -262,7 +262,7 @@ def build(problem: Problem, opts: CheckOptions) -> References:
         raise InvalidArgument("no reference is available: enable 'numeric' in references, or "
                               "make the forward JAX-traceable / pass jax_fun.")
     complex_ok = (use_numeric and opts.complex_step is not False
-                  and numeric.complex_safe(obj, rng, eps=eps, tol=1e-6).safe)
+                  and numeric.complex_safe(obj, rng, eps=eps, tol=1e-6, autodiff=ad).safe)
     found = regime(problem, ad, problem.time_axis.axis, "autodiff" in available, use_numeric)
     if found.name:
         notes.append(found.note)

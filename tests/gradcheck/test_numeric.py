@@ -408,6 +408,39 @@ def test_complex_unsafe_code_is_refused_with_a_reason(case: str) -> None:
     assert reason in probe.reason
 
 
+@settings(max_examples=20)
+@given(name=smooth_case, x=points, c=coefficients)
+def test_a_complex_step_autodiff_confirms_needs_no_central_estimate(
+        name: str, x: np.ndarray, c: np.ndarray) -> None:
+    """Safe by the complex step alone (one call) when it agrees with autodiff; a wrong autodiff
+    gradient sends the probe to the central estimate, which still finds analytic code safe."""
+    f, grad = SMOOTH[name]
+    obj = objective(lambda z: f(z, c), x)
+    before = obj.calls
+    probe = numeric.complex_safe(obj, np.random.default_rng(0), eps=eps_of(obj), tol=1e-6,
+                                 autodiff=[grad(x, c)])
+    assert probe.safe and obj.calls - before == 1
+    wrong = grad(x, c) + 0.1 * np.maximum(1.0, np.abs(grad(x, c)))
+    before = obj.calls
+    probe = numeric.complex_safe(obj, np.random.default_rng(0), eps=eps_of(obj), tol=1e-6,
+                                 autodiff=[wrong])
+    assert probe.safe and obj.calls - before > 1
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE))
+def test_complex_unsafe_code_is_refused_even_beside_a_correct_autodiff(case: str) -> None:
+    f, reason = UNSAFE[case]
+    x = np.array([0.7, -1.3, 2.1])
+    obj = objective(f, x)
+    true = np.array([(float(np.real(f(x + h))) - float(np.real(f(x - h)))) / 2e-6
+                     for h in np.eye(3) * 1e-6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+        probe = numeric.complex_safe(obj, np.random.default_rng(0), eps=eps_of(obj), tol=1e-6,
+                                     autodiff=[true])
+    assert not probe.safe and reason in probe.reason
+
+
 def test_complex_probe_does_not_leak_complex_warning_filters() -> None:
     obj = objective(_prealloc, np.array([1.0, 2.0]))
     numeric.complex_safe(obj, np.random.default_rng(0), eps=eps_of(obj), tol=1e-6)
