@@ -134,7 +134,11 @@ def test_one_wrong_example_is_named_by_its_index(data: st.DataObject, seed: int,
     assert (res.verdict, bad.blame) == ("fail", "hand"), res.message()
     assert res.leaf("v" if leaf == "W" else "W").passed
     assert {e.index[0] for e in bad.worst if e.status == "hand"} == {example}
-    assert any("the sum over examples disagrees with the batch gradient" in n for n in res.notes)
+    if np.dtype(dtype) == np.float64:
+        # In float32 the sum probe tolerates 1 % of the sum along its direction: a flipped
+        # example that carries less than that is not seen there (seed 121, B=5, example 1),
+        # and the per-example check above names it all the same.
+        assert any("the sum over examples disagrees with the batch gradient" in n for n in res.notes)
     assert not any("confusion" in n or "same gradient" in n for n in res.notes)
 
 
