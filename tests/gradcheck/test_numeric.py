@@ -12,7 +12,7 @@ from typing import Any
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gradcheck import numeric
@@ -409,6 +409,7 @@ def test_complex_unsafe_code_is_refused_with_a_reason(case: str) -> None:
 
 
 @settings(max_examples=20)
+@example(name="sin(tanh)·x²", x=np.array([0.0]), c=np.zeros(6))  # zero gradient, an h³ imag part
 @given(name=smooth_case, x=points, c=coefficients)
 def test_a_complex_step_autodiff_confirms_needs_no_central_estimate(
         name: str, x: np.ndarray, c: np.ndarray) -> None:
