@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NUMPY_RULES", "Program", "trace"]
+__all__ = ["NUMPY_RULES", "Program", "function", "trace"]
 
 
 # ----------------------------------------------------------------------------- numpy rules
@@ -74,7 +74,7 @@ def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], *, floats: bool 
 def _logistic(x: np.ndarray, **_: Any) -> np.ndarray:
     _floating(x)
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    return np.asarray(np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)), dtype=x.dtype)
 
 
 def _round(x: np.ndarray, *, rounding_method: Any = 0, **_: Any) -> np.ndarray:
@@ -82,25 +82,25 @@ def _round(x: np.ndarray, *, rounding_method: Any = 0, **_: Any) -> np.ndarray:
     if int(rounding_method) == 1:  # to nearest even
         return np.round(x)
     whole = np.trunc(x)  # away from zero; x - trunc(x) is exact, x + 0.5 is not
-    return whole + np.where(np.abs(x - whole) >= 0.5, np.sign(x), 0.0).astype(x.dtype)
+    return np.asarray(whole + np.where(np.abs(x - whole) >= 0.5, np.sign(x), 0.0), dtype=x.dtype)
 
 
 def _integer_pow(x: np.ndarray, *, y: int, **_: Any) -> np.ndarray:
     if y < 0 and not np.issubdtype(x.dtype, np.inexact):
         raise _Unsupported
     if y == 2:
-        return x * x
+        return np.asarray(x * x)
     return x ** y
 
 
 def _div(x: np.ndarray, y: np.ndarray, **_: Any) -> np.ndarray:
     _floating(x, y)  # integer division truncates in XLA and floors in numpy
-    return x / y
+    return np.asarray(x / y)
 
 
 def _rem(x: np.ndarray, y: np.ndarray, **_: Any) -> np.ndarray:
     _floating(x, y)
-    return np.fmod(x, y)
+    return np.asarray(np.fmod(x, y))
 
 
 def _dot_general(x: np.ndarray, y: np.ndarray, *, dimension_numbers: Any, **_: Any) -> np.ndarray:
@@ -114,7 +114,7 @@ def _dot_general(x: np.ndarray, y: np.ndarray, *, dimension_numbers: Any, **_: A
     k = math.prod(x.shape[d] for d in lc)
     a = np.transpose(x, (*lb, *lf, *lc)).reshape(math.prod(batch), math.prod(left), k)
     b = np.transpose(y, (*rb, *rc, *rf)).reshape(math.prod(batch), k, math.prod(right))
-    return np.matmul(a, b).reshape(*batch, *left, *right)
+    return np.asarray(np.matmul(a, b)).reshape(*batch, *left, *right)
 
 
 def _broadcast_in_dim(x: np.ndarray, *, shape: Sequence[int], broadcast_dimensions: Sequence[int],
@@ -143,7 +143,7 @@ def _pad(x: np.ndarray, value: np.ndarray, *, padding_config: Sequence[tuple[int
          **_: Any) -> np.ndarray:
     config = [(int(lo), int(hi), int(interior)) for lo, hi, interior in padding_config]
     if any(interior for _, _, interior in config):  # dilate first
-        shape = [n + max(n - 1, 0) * interior for n, (_, _, interior) in zip(x.shape, config)]
+        shape = [n + max(n - 1, 0) * interior for n, (_, _, interior) in zip(x.shape, config, strict=True)]
         dilated = np.full(shape, value, dtype=x.dtype)
         dilated[tuple(slice(None, None, interior + 1) for _, _, interior in config)] = x
         x = dilated
@@ -157,7 +157,7 @@ def _pad(x: np.ndarray, value: np.ndarray, *, padding_config: Sequence[tuple[int
 
 
 def _clamp(lo: np.ndarray, x: np.ndarray, hi: np.ndarray, **_: Any) -> np.ndarray:
-    return np.minimum(np.maximum(x, lo), hi)
+    return np.asarray(np.minimum(np.maximum(x, lo), hi))
 
 
 def _select_n(which: np.ndarray, *cases: np.ndarray) -> np.ndarray:
@@ -185,14 +185,14 @@ def _dynamic_starts(shape: Sequence[int], sizes: Sequence[int], starts: Sequence
 def _dynamic_slice(x: np.ndarray, *starts: np.ndarray, slice_sizes: Sequence[int], **_: Any
                    ) -> np.ndarray:
     at = _dynamic_starts(x.shape, slice_sizes, starts)
-    return x[tuple(slice(a, a + int(k)) for a, k in zip(at, slice_sizes))]
+    return x[tuple(slice(a, a + int(k)) for a, k in zip(at, slice_sizes, strict=True))]
 
 
 def _dynamic_update_slice(x: np.ndarray, update: np.ndarray, *starts: np.ndarray, **_: Any
                           ) -> np.ndarray:
     at = _dynamic_starts(x.shape, update.shape, starts)
     out = np.array(x, copy=True)
-    out[tuple(slice(a, a + k) for a, k in zip(at, update.shape))] = update
+    out[tuple(slice(a, a + k) for a, k in zip(at, update.shape, strict=True))] = update
     return out
 
 
@@ -326,7 +326,7 @@ def _prepare(jaxpr: Any) -> _Flat:
 
     def operand(v: Any) -> int | np.ndarray:
         if isinstance(v, jc.Literal):
-            return np.asarray(v.val, dtype=v.aval.dtype)
+            return np.asarray(v.val, dtype=v.aval.dtype)  # type: ignore[attr-defined]
         return slot(v)
 
     constvars = tuple(slot(v) for v in jaxpr.constvars)
@@ -462,3 +462,22 @@ def trace(fun: Callable[..., Any], *args: Any) -> Program:
     closed = jax.make_jaxpr(flat_fun)(*leaves)
     flat = _prepare_closed(closed)
     return Program(flat, in_tree, out_tree[-1], _count(flat))
+
+
+def function(fun: Callable[..., Any]) -> Callable[..., Any]:
+    """``fun`` (JAX code of arrays) as a function that traces one :class:`Program` per signature
+    of its arguments (tree structure, shapes, dtypes, and whether 64-bit JAX is on) and runs it
+    with numpy: a stand-in for ``jax.jit`` that compiles nothing.  Returns numpy leaves."""
+    import jax
+
+    programs: dict[Any, Program] = {}
+
+    def run(*args: Any) -> Any:
+        leaves, tree = jax.tree_util.tree_flatten(args)
+        key = (tree, tuple((np.shape(a), np.result_type(a).str) for a in leaves),
+               bool(jax.config.read("jax_enable_x64")))  # type: ignore[no-untyped-call]
+        if key not in programs:
+            programs[key] = trace(fun, *args)
+        return programs[key](*args)
+
+    return run

@@ -207,3 +207,23 @@ def test_outputs_are_fresh_arrays_and_numpy_stays_silent(recwarn: pytest.Warning
     np.testing.assert_array_equal(grad, c)
     grad[0] = 99.0
     assert c[0] == 1.0
+
+
+def test_a_function_traces_once_per_signature() -> None:
+    """interpret.function: a stand-in for jax.jit that traces per shape, dtype, structure and
+    64-bit mode, and compiles nothing."""
+    traces = []
+
+    def fun(a: Any, b: dict[str, Any]) -> Any:
+        traces.append(1)
+        return jnp.tanh(a) * b["s"]
+
+    f = interpret.function(fun)
+    with jax.enable_x64(True):
+        for n in (3, 3, 4, 3):
+            got = f(np.linspace(-1, 1, n), {"s": np.array(2.0)})
+            np.testing.assert_allclose(got, np.tanh(np.linspace(-1, 1, n)) * 2.0, rtol=1e-15)
+            assert got.dtype == np.float64
+    assert len(traces) == 2
+    got = f(np.ones(3, np.float32), {"s": np.array(2.0, np.float32)})
+    assert got.dtype == np.float32 and len(traces) == 3
