@@ -868,49 +868,108 @@ def _init_state(cell: Cell, p: Any, B: int) -> Any:
 def _trace(
     cell: Cell, params: Any, x: Any, dy: Any, loss: Fn | None, rng: np.random.Generator, *, jacobian: bool
 ) -> _Trace:
-    """Run the cell in float64 under JAX and measure everything autodiff can give."""
+    """Run the cell in float64 under JAX and measure everything autodiff can give.
+
+    The two JAX passes (the unrolled forward, then every gradient of it) are traced and run with
+    numpy (:func:`_jax_run`), so a new model or shape compiles nothing."""
+    import jax
+
+    with jax.enable_x64(True):
+        p = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float64), params)
+        xs = np.asarray(x, dtype=np.float64)
+        read = cell.readout or (lambda _p, h: h)
+        hs, ys = _jax_run(lambda q, v: _unroll(cell, read, q, v, None), p, xs)
+        cot = np.asarray(_cotangent(ys, dy, loss, rng), dtype=np.float64)
+        out = _jax_run(lambda q, v, c: _gradients(cell, read, q, v, c, jacobian), p, xs, cot)
+    T, B = xs.shape[0], xs.shape[1]
+    jac = out["jacobians"] if jacobian else np.zeros((T * B, 0, 0))  # else the layer's own is used
+    return _Trace(
+        states=hs,
+        dy=cot,
+        deltas=out["deltas"],
+        jacobians=jac.reshape(T, B, *jac.shape[1:]),
+        grad=out["grad"],
+        depth=out["depth"],
+        readout_grad=out["readout"],
+        steps=out["steps"],
+    )
+
+
+def _jax_run(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` (JAX code) traced once and run with numpy (:mod:`gradcheck.interpret`), or
+    eagerly when it does not trace as a whole (Python control flow on a value); numpy leaves."""
+    import jax
+
+    from gradcheck import interpret
+
+    try:
+        program = interpret.trace(fn, *args)
+    except jax.errors.TracerArrayConversionError:
+        raise  # numpy called on a tracer: eagerly it would be called on one too
+    except Exception:
+        return jax.tree_util.tree_map(np.asarray, fn(*jax.tree_util.tree_map(jax.numpy.asarray, args)))
+    return program(*args)
+
+
+def _unroll(cell: Cell, read: Fn, p: Any, xs: Any, eps: Any) -> tuple[Any, Any]:
+    """The states ``h_{-1} .. h_{T-1}`` and the outputs ``y_0 .. y_{T-1}`` (``eps[t]`` added to
+    ``h_t`` when given: the handle of ``∂L/∂h_t``)."""
+    import jax.numpy as jnp
+
+    h = _init_state(cell, p, xs.shape[1])
+    hs, ys = [h], []
+    for t in range(xs.shape[0]):
+        h = cell.step(p, h, xs[t])
+        if eps is not None:
+            h = h + eps[t]
+        hs.append(h)
+        ys.append(read(p, h))
+    return jnp.stack(hs), jnp.stack(ys)
+
+
+def _gradients(cell: Cell, read: Fn, p: Any, xs: Any, cot: Any, jacobian: bool) -> dict[str, Any]:
+    """Everything the flow reads from autodiff at the cotangent ``cot`` of the outputs."""
     import jax
     import jax.numpy as jnp
 
-    with jax.enable_x64(True):
-        p = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float64), params)
-        xs = jnp.asarray(x, dtype=jnp.float64)
-        T, B = xs.shape[0], xs.shape[1]
-        read = cell.readout or (lambda _p, h: h)
+    T, B = xs.shape[0], xs.shape[1]
+    hs, _ = _unroll(cell, read, p, xs, None)
+    zeros = jnp.zeros((T, *hs.shape[1:]), dtype=jnp.float64)
 
-        def unroll(p: Any, eps: Any) -> tuple[Any, Any]:
-            h, hs, ys = _init_state(cell, p, B), [], []
-            hs.append(h)
-            for t in range(T):
-                h = cell.step(p, h, xs[t]) + eps[t]
-                hs.append(h)
-                ys.append(read(p, h))
-            return jnp.stack(hs), jnp.stack(ys)
+    def lin(q: Any, eps: Any) -> Any:
+        return jnp.sum(_unroll(cell, read, q, xs, eps)[1] * cot)
 
-        h_init = _init_state(cell, p, B)
-        zeros = jnp.zeros((T, *h_init.shape), dtype=jnp.float64)
-        hs, ys = unroll(p, zeros)
-        cot = _cotangent(ys, dy, loss, rng)
+    g_p, g_eps = jax.grad(lin, argnums=(0, 1))(p, zeros)
+    out = {"deltas": g_eps, "grad": _flat_jax(g_p)}
+    if jacobian:
+        def step_jacobian(h: Any, xt: Any) -> Any:
+            return jax.jacfwd(lambda hh: cell.step(p, hh[None], xt[None])[0])(h)
 
-        def lin(p: Any, eps: Any) -> Any:
-            return jnp.sum(unroll(p, eps)[1] * cot)
+        out["jacobians"] = jax.vmap(step_jacobian)(hs[:-1].reshape(T * B, -1), xs.reshape(T * B, -1))
+    out["depth"], out["readout"], out["steps"] = _contributions(cell, p, xs, hs, cot, read)
+    return out
 
-        g_p, g_eps = jax.grad(lin, argnums=(0, 1))(p, zeros)
-        jac = np.zeros((T * B, 0, 0))  # the layer's own recurrent_jacobian is used instead
-        if jacobian:
-            jac = jax.vmap(lambda h, xt: jax.jacfwd(lambda hh: cell.step(p, hh[None], xt[None])[0])(h))(
-                hs[:-1].reshape(T * B, -1), xs.reshape(T * B, -1))
-        depth, g_y, steps = _contributions(cell, p, xs, hs, cot, read)
-        return _Trace(
-            states=np.asarray(hs),
-            dy=np.asarray(cot),
-            deltas=np.asarray(g_eps),
-            jacobians=np.asarray(jac).reshape(T, B, *jac.shape[1:]),
-            grad=_flat(g_p),
-            depth=depth,
-            readout_grad=g_y,
-            steps=steps,
-        )
+
+def _flat_jax(tree: Any) -> Any:
+    """:func:`_flat` in JAX (traceable): every leaf, in JAX's leaf order, as one vector."""
+    import jax
+    import jax.numpy as jnp
+
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.zeros(0)
+    return jnp.concatenate([jnp.ravel(leaf).astype(jnp.float64) for leaf in leaves])
+
+
+def _flat_rows_jax(tree: Any, n: int) -> Any:
+    """:func:`_flat_rows` in JAX (traceable), (n, P)."""
+    import jax
+    import jax.numpy as jnp
+
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.zeros((n, 0))
+    return jnp.concatenate([leaf.reshape(n, -1).astype(jnp.float64) for leaf in leaves], axis=1)
 
 
 def _cotangent(ys: Any, dy: Any, loss: Fn | None, rng: np.random.Generator) -> Any:
@@ -923,40 +982,43 @@ def _cotangent(ys: Any, dy: Any, loss: Fn | None, rng: np.random.Generator) -> A
             raise InvalidArgument(f"dy has shape {np.shape(dy)}, the outputs {tuple(ys.shape)}; pass ∂L/∂y.")
         return jnp.asarray(dy, dtype=jnp.float64)
     if loss is not None:
-        return jax.grad(lambda y: jnp.real(jnp.asarray(loss(y))).reshape(()))(ys)
+        return jax.grad(lambda y: jnp.real(jnp.asarray(loss(y))).reshape(()))(jnp.asarray(ys))
     last = np.zeros(ys.shape)
     last[-1] = rng.standard_normal(ys.shape[1:])
     return jnp.asarray(last)
 
 
-def _contributions(cell: Cell, p: Any, xs: Any, hs: Any, cot: Any, read: Fn) -> tuple[F64, F64, F64]:
-    """Per-depth (``G_j``), read-out (``G_y``) and per-step parameter gradients by chained VJPs."""
+def _contributions(cell: Cell, p: Any, xs: Any, hs: Any, cot: Any, read: Fn) -> tuple[Any, Any, Any]:
+    """Per-depth (``G_j``), read-out (``G_y``) and per-step parameter gradients by chained VJPs
+    (JAX arrays; traceable)."""
     import jax
+    import jax.numpy as jnp
 
     T = xs.shape[0]
     init_vjp = jax.vjp(lambda q: _init_state(cell, q, hs.shape[1]), p)[1]
     cells = [jax.vjp(lambda q, h, t=t: cell.step(q, h, xs[t]), p, hs[t])[1] for t in range(T)]
     reads = [jax.vjp(read, p, hs[t + 1])[1](cot[t]) for t in range(T)]
-    g_y: F64 = np.sum([_flat(r[0]) for r in reads], axis=0)
-    depth = np.zeros((T, g_y.size))
-    steps = np.stack([_flat(r[0]) for r in reads])
+    steps = [_flat_jax(r[0]) for r in reads]
+    g_y = sum(steps[1:], steps[0])
     # The error of y_t walked down j = 0 .. t cell steps: at step k the errors of the outputs
     # t = k .. T-1 arrive together, at depths j = t - k, so one VJP of step k batched over them
     # (jax.vmap; the VJP is linear in its cotangent) replaces T - k single ones: T calls, not T².
     # Row t of the stack is source t; rows t < k have not started and stay 0 (the VJP is linear),
-    # which keeps one shape for every call (eager JAX compiles per shape).
-    first = jax.numpy.asarray(reads[0][1])
-    stack = jax.numpy.zeros((T, *first.shape), dtype=first.dtype)
+    # so row k is 0 until its error is added, and every call has one shape.
+    first = jnp.asarray(reads[0][1])
+    stack = jnp.zeros((T, *first.shape), dtype=first.dtype)
+    rows = jnp.arange(T).reshape((T,) + (1,) * first.ndim)
+    depth = jnp.zeros((T, g_y.size), dtype=jnp.float64)
     for k in reversed(range(T)):
-        stack = stack.at[k].set(reads[k][1])
+        stack = stack + jnp.where(rows == k, 1.0, 0.0) * reads[k][1]
         gp, stack = jax.vmap(cells[k])(stack)
-        depth[: T - k] += _flat_rows(gp, T)[k:]  # source t = k + j arrives at depth j
-    depth += _flat_rows(jax.vmap(init_vjp)(stack)[0], T)  # source t reaches the init at depth t
+        depth = depth + jnp.pad(_flat_rows_jax(gp, T)[k:], ((0, k), (0, 0)))  # source k + j at depth j
+    depth = depth + _flat_rows_jax(jax.vmap(init_vjp)(stack)[0], T)  # source t reaches the init at depth t
     carry = reads[T - 1][1] * 0.0
     for t in reversed(range(T)):  # full BPTT: δ_t = read-out part + carry from step t+1
         gp, carry = cells[t](reads[t][1] + carry)
-        steps[t] += _flat(gp)
-    return depth, np.asarray(g_y, dtype=np.float64), steps
+        steps[t] = steps[t] + _flat_jax(gp)
+    return depth, g_y, jnp.stack(steps)
 
 
 # ----------------------------------------------------------------------------- analyses
@@ -1209,8 +1271,9 @@ def _autodiff_grads(stack: DepthStack, params: Any, x: F64, dy: Any) -> dict[str
     import jax.numpy as jnp
 
     with jax.enable_x64(True):
-        p64 = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
-        auto = jax.grad(lambda p: jnp.sum(stack.forward(p, jnp.asarray(x, jnp.float64)) * dy))(p64)
+        p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+        auto = _jax_run(lambda p, xx, d: jax.grad(lambda q: jnp.sum(stack.forward(q, xx) * d))(p),
+                        p64, np.asarray(x, dtype=np.float64), np.asarray(dy, dtype=np.float64))
         return {k: np.asarray(v) for k, v in auto.items()}
 
 
@@ -1225,13 +1288,14 @@ def _autodiff_deltas(stack: DepthStack, params: Any, x: Any, y: Any, dy: Any, L:
     try:
         with jax.enable_x64(True):
             B = x.shape[0]
-            p64 = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
-            wide = {f"b{i}": jnp.broadcast_to(p64[f"b{i}"], (B, *p64[f"b{i}"].shape)) for i in range(L)}
-            x64, dy64 = jnp.asarray(x, jnp.float64), jnp.asarray(dy, jnp.float64)
-            y_wide = np.asarray(stack.forward({**p64, **wide}, x64))
+            p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+            wide = {f"b{i}": np.broadcast_to(p64[f"b{i}"], (B, *p64[f"b{i}"].shape)) for i in range(L)}
+            x64, dy64 = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+            y_wide = _jax_run(lambda p, w, xx: stack.forward({**p, **w}, xx), p64, wide, x64)
             if y_wide.shape != np.shape(y) or not np.allclose(y_wide, y, rtol=1e-6, atol=1e-12):
                 return []
-            grads = jax.grad(lambda w: jnp.sum(stack.forward({**p64, **w}, x64) * dy64))(wide)
+            grads = _jax_run(lambda p, w, xx, d: jax.grad(
+                lambda v: jnp.sum(stack.forward({**p, **v}, xx) * d))(w), p64, wide, x64, dy64)
             return [np.asarray(grads[f"b{i}"], dtype=np.float64) for i in range(L)]
     except Exception:  # not traceable, or no bias per layer: the hand norms stand alone
         return []
@@ -1311,10 +1375,13 @@ _PROBES = 4
 
 
 def _wide_deltas(stack: DepthStack, L: int) -> Fn:
-    """Compiled ``(params, wide biases, x, C) -> {b_i: (K, N, D_{i+1})}``: JAX's per-sample
-    ``δ_i = ∂⟨C_k, y⟩/∂net_i`` for K cotangents, each bias given one copy per row."""
+    """``(params, wide biases, x, C) -> {b_i: (K, N, D_{i+1})}``, traced per shape and run with
+    numpy: JAX's per-sample ``δ_i = ∂⟨C_k, y⟩/∂net_i`` for K cotangents, each bias given one copy
+    per row."""
     import jax
     import jax.numpy as jnp
+
+    from gradcheck import interpret
 
     def deltas(p: Any, wide: dict[str, Any], x: Any, C: Any) -> Any:
         def one(c: Any) -> Any:
@@ -1322,7 +1389,7 @@ def _wide_deltas(stack: DepthStack, L: int) -> Fn:
 
         return jax.vmap(one)(C)
 
-    return jit(deltas)
+    return interpret.function(deltas)
 
 
 def _slopes_from_deltas(D: dict[str, F64], C: F64, W: list[F64], L: int) -> tuple[list[F64], float]:
@@ -1346,24 +1413,25 @@ def _read_dense(stack: DepthStack, params: Any, x: F64, L: int) -> tuple[_Layers
     """The layers of a stack with only ``forward``, ``net_i = a_i W_i + b_i``: each ``f_i'`` read off
     JAX's per-sample deltas (at the data, and on :data:`GAMMA_GRID` with ``W_i = 0, b_i = z``)."""
     import jax
-    import jax.numpy as jnp
 
     rng = np.random.default_rng(0)  # fixed: what is read never depends on dy or the seed
     W = [np.asarray(params[f"W{i}"], dtype=np.float64) for i in range(L)]
     with jax.enable_x64(True):
-        p64 = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+        p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
         deltas = _wide_deltas(stack, L)
 
         def read(p: dict[str, Any], biases: list[Any], xx: Any) -> tuple[list[F64], float]:
-            wide = {f"b{i}": jnp.asarray(b) for i, b in enumerate(biases)}
-            y = np.asarray(stack.forward({**p, **wide}, jnp.asarray(xx)))
-            C = rng.standard_normal((_PROBES, *y.shape))
-            return _slopes_from_deltas(deltas(p, wide, jnp.asarray(xx), jnp.asarray(C)), C, W, L)
+            wide = {f"b{i}": np.asarray(b, dtype=np.float64) for i, b in enumerate(biases)}
+            xx = np.asarray(xx, dtype=np.float64)
+            shape = jax.eval_shape(lambda q, w, v: stack.forward({**q, **w}, v), p, wide, xx).shape
+            C = rng.standard_normal((_PROBES, *shape))
+            return _slopes_from_deltas(deltas(p, wide, xx, C), C, W, L)
 
         B, G = x.shape[0], GAMMA_GRID.size
         b = [np.asarray(params[f"b{i}"], dtype=np.float64) for i in range(L)]
-        wide = {f"b{i}": jnp.asarray(np.broadcast_to(b[i], (B, *b[i].shape))) for i in range(L)}
-        y_wide = np.asarray(stack.forward({**p64, **wide}, jnp.asarray(x, dtype=jnp.float64)))
+        wide = {f"b{i}": np.broadcast_to(b[i], (B, *b[i].shape)) for i in range(L)}
+        y_wide = _jax_run(lambda p, w, xx: stack.forward({**p, **w}, xx), p64, wide,
+                          np.asarray(x, dtype=np.float64))
         y = np.asarray(stack.forward(params, x))
         if not _reproduces(y_wide, y):
             raise ValueError("its forward does not take one bias per sample (x W + b)")
@@ -1372,7 +1440,7 @@ def _read_dense(stack: DepthStack, params: Any, x: F64, L: int) -> tuple[_Layers
         for i in range(L):  # W_i = 0 and b_i = z: net_i = z on every row of the grid
             grid = [_grid_rows(b[j].shape) if j == i else np.broadcast_to(b[j], (G, *b[j].shape))
                     for j in range(L)]
-            q = {**p64, f"W{i}": jnp.zeros_like(p64[f"W{i}"])}
+            q = {**p64, f"W{i}": np.zeros_like(p64[f"W{i}"])}
             gammas.append(_gamma(read(q, grid, np.zeros((G, *x.shape[1:])))[0][i]))
     if worst > 1e-8:
         raise ValueError(f"its layers are not a_i W_i + b_i with elementwise activations "

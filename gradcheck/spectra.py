@@ -69,7 +69,6 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from gradcheck.autodiff import jit
 from gradcheck.errors import InvalidArgument
 from gradcheck.result import json_number
 
@@ -209,10 +208,10 @@ def linear_map(matvec: VecFn, rmatvec: VecFn, shape: tuple[int, int]) -> LinearM
 def jax_linear_map(fun: Callable[[Any], Any], x0: Any, *, batched: bool = False) -> LinearMap:
     """The Jacobian of a JAX-traceable ``fun`` at ``x0`` as a :class:`LinearMap`, in float64.
 
-    ``jax.linearize`` gives the JVP and ``jax.linear_transpose`` of it the VJP, each compiled on its
-    first use under ``jax.enable_x64(True)`` (each product enters that scope again; the caller's JAX
-    configuration is never changed); ``matmat`` maps the JVP over many vectors in one uncompiled call,
-    which is what the dense path of a small block needs.
+    ``jax.jvp`` gives the products and ``jax.vjp`` the transposed ones, each traced on its first use
+    under ``jax.enable_x64(True)`` and run with numpy (:mod:`gradcheck.interpret`: nothing is
+    compiled; the caller's JAX configuration is never changed); ``matmat`` maps the JVP over many
+    vectors in one call (``jax.vmap``), which is what the dense path of a small block needs.
 
     Args:
         fun: ``x -> y`` written with JAX-traceable (array-API) code.
@@ -230,44 +229,46 @@ def jax_linear_map(fun: Callable[[Any], Any], x0: Any, *, batched: bool = False)
         ((2, 2), 3, [2.0, 2.0])
     """
     import jax
-    import jax.numpy as jnp
 
+    from gradcheck import interpret
+
+    x = np.asarray(x0, dtype=np.float64)
     with jax.enable_x64(True):
-        x = jnp.asarray(x0, dtype=jnp.float64)
-        y, jvp = jax.linearize(fun, x)
-    compiled: dict[str, Any] = {}
+        y = jax.eval_shape(fun, x)
+    programs: dict[Any, interpret.Program] = {}
 
-    def _compiled(name: str) -> Any:
-        if name not in compiled:
-            if name == "jvp":
-                compiled[name] = jit(jvp)
-            else:
-                transposed = jax.linear_transpose(jvp, x)
-                compiled[name] = jit(lambda u: transposed(u)[0])
-        return compiled[name]
+    def _run(name: Any, fn: Callable[[Any, Any], Any], v: F64) -> F64:
+        # Traced once per product kind and shape with the point as an argument (a constant
+        # point would run the forward eagerly inside the trace), then run with numpy.
+        with jax.enable_x64(True):
+            if name not in programs:
+                programs[name] = interpret.trace(fn, x, v)
+            return np.asarray(programs[name](x, v), dtype=np.float64)
+
+    def _jvp(xx: Any, u: Any) -> Any:
+        return jax.jvp(fun, (xx,), (u,))[1]
+
+    def _vjp(xx: Any, w: Any) -> Any:
+        return jax.vjp(fun, xx)[1](w)[0]
 
     rows = int(x.shape[0]) if batched else 1
-    if batched and (x.ndim == 0 or y.ndim == 0 or y.shape[0] != rows):
+    if batched and (x.ndim == 0 or len(y.shape) == 0 or y.shape[0] != rows):
         raise InvalidArgument(f"jax_linear_map(batched=True): x {x.shape} -> y {y.shape} keeps no batch "
                               "axis; pass batched=False for one block.")
-    n, m = x.size // max(rows, 1), y.size // max(rows, 1)
+    n, m = x.size // max(rows, 1), math.prod(y.shape) // max(rows, 1)
     x_shape, y_shape = tuple(x.shape), tuple(y.shape)
 
     def matvec(v: F64) -> F64:
-        with jax.enable_x64(True):
-            out = _compiled("jvp")(jnp.asarray(np.reshape(v, x_shape), dtype=jnp.float64))
-        return np.asarray(out, dtype=np.float64).reshape(rows, m)
+        return _run("jvp", _jvp, np.reshape(np.asarray(v, dtype=np.float64), x_shape)).reshape(rows, m)
 
     def rmatvec(u: F64) -> F64:
-        with jax.enable_x64(True):
-            out = _compiled("vjp")(jnp.asarray(np.reshape(u, y_shape), dtype=jnp.float64))
-        return np.asarray(out, dtype=np.float64).reshape(rows, n)
+        return _run("vjp", _vjp, np.reshape(np.asarray(u, dtype=np.float64), y_shape)).reshape(rows, n)
 
     def matmat(V: F64) -> F64:
         k = np.shape(V)[0]
-        with jax.enable_x64(True):
-            out = jax.vmap(jvp)(jnp.asarray(np.reshape(V, (k, *x_shape)), dtype=jnp.float64))
-        return np.asarray(out, dtype=np.float64).reshape(k, rows, m)
+        many = np.reshape(np.asarray(V, dtype=np.float64), (k, *x_shape))
+        out = _run(("jvp", k), lambda xx, us: jax.vmap(lambda u: _jvp(xx, u))(us), many)
+        return out.reshape(k, rows, m)
 
     return LinearMap((int(m), int(n)), matvec, rmatvec, rows, matmat)
 
