@@ -32,6 +32,7 @@ RUNNER = textwrap.dedent('''
             deadline = time.monotonic() + 60
             while not flag.exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
+            time.sleep(0.5)  # the flagging case has returned by now: completion order is fixed
         else:
             flag.write_text("done")
         return {"name": case["name"], "verdict": "pass", "passed": True, "leaves": [],
@@ -80,7 +81,7 @@ def test_rows_keep_the_declared_order_and_lines_print_as_cases_finish(
     # an exception in a worker is the error row of its case, with the worker's traceback
     assert rows[2]["verdict"] == "error"
     assert rows[2]["error"] == "RuntimeError: the runner broke on third/raises"
-    assert 'runner_mod.py", line 22, in raise_from_the_runner' in rows[2]["traceback"]
+    assert 'runner_mod.py", line 23, in raise_from_the_runner' in rows[2]["traceback"]
     assert "third/raises: error\n  Traceback (most recent call last):" in out.getvalue()
 
 
