@@ -890,7 +890,7 @@ def _parser() -> argparse.ArgumentParser:
                               "theirs; default: each check's own, 0)")
     p_audit.add_argument("--study", action=argparse.BooleanOptionalAction, default=None,
                          help="run the gradient-flow study (vanishing/exploding gradients of the "
-                              "reference RNNs, LSTM, GRU and MLPs; about 80 s on 2 cores); default: on when "
+                              "reference RNNs, LSTM, GRU and MLPs; about 15 s on 2 cores); default: on when "
                               "auditing the built-in zoo, off for your own modules")
     p_report = sub.add_parser("report", help="render the HTML report of a results JSON file",
                               description=_REPORT_DESCRIPTION, epilog=_REPORT_EPILOG,
