@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _hygiene as hy
-from gradcheck import autodiff, check, problem, twin
+from gradcheck import autodiff, check, interpret, problem, twin
 from gradcheck._tree import TreeDef, flatten, path_name
 from gradcheck.errors import InvalidArgument
 from gradcheck.measure import probe_seed
@@ -86,11 +86,11 @@ def _is_jax(values: Sequence[Any]) -> bool:
 class _Directional:
     """``G(θ, *args, v) = ⟨∇L(θ, *args), v⟩``, ``v`` flat and last; its gradient in ``θ`` is H·v.
 
-    At numpy points ``∇L`` is the user's verified ``grad``, or JAX's (compiled once per function
-    and shapes).  At JAX points it is JAX's gradient of the chosen JAX form of ``fun`` (``kind``:
+    At numpy points ``∇L`` is the user's verified ``grad``, or JAX's (traced once per function
+    and shapes, run with numpy).  At JAX points it is JAX's gradient of the chosen JAX form of ``fun`` (``kind``:
     ``"array-api"`` the forward on JAX arrays, ``"jax_fun"`` the user's twin, ``"twin"`` the
     automatic twin), with the data as arguments: equal instances (the same user code at the same
-    shapes) share their compiled programs across checks."""
+    shapes) share their traced programs across checks."""
 
     fun: Callable[..., Any]
     grad: Callable[..., Any] | None
@@ -134,12 +134,11 @@ class _Directional:
 
         leaves = [np.asarray(leaf.value) for leaf in flatten(params)[0]]
         with jax.enable_x64(True):
-            point = [jnp.asarray(v, jnp.float64) for v in leaves]
-            data = autodiff.to_jax(list(args))
+            point = [np.asarray(v, np.float64) for v in leaves]
             try:
-                got = _compiled_grad(self)(point, data)
+                got = _traced_grad(self)(point, list(args))
             except Exception:  # a twin that branches on values: eagerly
-                got = self.jax_grad(point, data)
+                got = self.jax_grad([jnp.asarray(v) for v in point], autodiff.to_jax(list(args)))
             return [np.asarray(g, np.float64) for g in got]
 
     def __call__(self, params: Any, *args_and_v: Any) -> Any:
@@ -162,10 +161,16 @@ class _Directional:
             import jax.numpy as jnp
 
             with jax.enable_x64(True):
-                point = [jnp.asarray(v, jnp.float64) for v in values]
-                data = autodiff.to_jax(list(args))
-                _, hw = jax.jvp(lambda ls: self.jax_grad(ls, data), (point,),
-                                ([jnp.asarray(x) for x in w],))
+                point = [np.asarray(v, np.float64) for v in values]
+                data = list(args)
+                tangent = [np.asarray(x, np.float64) for x in w]
+                try:
+                    hw = _traced_product(self)(point, data, tangent)
+                except Exception:  # a twin that branches on values: eagerly
+                    jdata = autodiff.to_jax(data)
+                    _, hw = jax.jvp(lambda ls: self.jax_grad(ls, jdata),
+                                    ([jnp.asarray(v) for v in point],),
+                                    ([jnp.asarray(x) for x in tangent],))
                 return [np.asarray(h, np.float64) for h in hw]
         base = [v.astype(np.float64) for v in values]
         scale = max(max((float(np.max(np.abs(v))) for v in base if v.size), default=0.0), 1.0)
@@ -183,9 +188,21 @@ class _Directional:
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_grad(g: _Directional) -> Callable[..., Any]:
+def _traced_grad(g: _Directional) -> Callable[..., Any]:
+    """``g.jax_grad`` traced per shape and run with numpy (:func:`gradcheck.interpret.function`)."""
+    return interpret.function(g.jax_grad)
 
-    return autodiff.jit(g.jax_grad)
+
+@functools.lru_cache(maxsize=32)
+def _traced_product(g: _Directional) -> Callable[..., Any]:
+    """``(leaves, data, w) -> H w`` by JAX's forward-over-reverse, traced per shape and run with
+    numpy."""
+    import jax
+
+    def product(leaves: list[Any], data: list[Any], w: list[Any]) -> Any:
+        return jax.jvp(lambda ls: g.jax_grad(ls, data), (leaves,), (w,))[1]
+
+    return interpret.function(product)
 
 
 def _jax_kind(fun: Callable[..., Any], params: Any, args: tuple[Any, ...], opts: CheckOptions,
