@@ -66,7 +66,7 @@ def _led_sample(run: Run, leaf: Leaf) -> np.ndarray:
     rng = np.random.default_rng(probe_seed(run.opts.seed, leaf.k, SALT_LED_SAMPLE))
     n = AUTO_SAMPLE if run.opts.mode == "auto" else FULL_SAMPLE
     sample = rng.choice(leaf.size, size=min(n, leaf.size), replace=False)
-    largest = np.argsort(np.abs(leaf.ad))[-4:]
+    largest = np.argpartition(np.abs(leaf.ad), -4)[-4:] if leaf.size > 4 else np.arange(leaf.size)
     return np.unique(np.concatenate([sample, largest]))
 
 
