@@ -87,10 +87,10 @@ class _Directional:
     """``G(θ, *args, v) = ⟨∇L(θ, *args), v⟩``, ``v`` flat and last; its gradient in ``θ`` is H·v.
 
     At numpy points ``∇L`` is the user's verified ``grad``, or JAX's (traced once per function
-    and shapes, run with numpy).  At JAX points it is JAX's gradient of the chosen JAX form of ``fun`` (``kind``:
-    ``"array-api"`` the forward on JAX arrays, ``"jax_fun"`` the user's twin, ``"twin"`` the
-    automatic twin), with the data as arguments: equal instances (the same user code at the same
-    shapes) share their traced programs across checks."""
+    and shapes, run with numpy).  At JAX points it is JAX's gradient of the chosen JAX form of
+    ``fun`` (``kind``: ``"array-api"`` the forward on JAX arrays, ``"jax_fun"`` the user's twin,
+    ``"twin"`` the automatic twin), with the data as arguments: equal instances (the same user
+    code at the same shapes) share their traced programs across checks."""
 
     fun: Callable[..., Any]
     grad: Callable[..., Any] | None
