@@ -19,6 +19,7 @@ import numpy as np
 __all__ = [
     "AUTO_TWIN",
     "JAX_FUN",
+    "KEY_DEPTH",
     "ON_JAX",
     "ON_JAX_PARAMS",
     "PROGRAM_CACHE_SIZE",
@@ -31,6 +32,7 @@ __all__ = [
     "gradient",
     "jax_available",
     "jit",
+    "program_key",
     "to_jax",
 ]
 
@@ -118,6 +120,97 @@ class Jittable:
     #: ``False``: never compiled (numpy arrays the trace must see as constants), only remembered
     #: when it cannot be traced.
     compile: bool = True
+
+
+class _NoKey(Exception):
+    """A value that cannot be keyed by its content."""
+
+
+#: How deep :func:`program_key` follows plain objects held by a layer object (an adapter holding
+#: the user's layer holding its configuration).
+KEY_DEPTH = 3
+
+
+class _Bare:
+    """The layout of an instance of a plain Python class: what :func:`_plain` compares with."""
+
+
+def _plain(obj: Any) -> bool:
+    """An instance of plain Python classes that is equal only to itself (no class of it defines
+    ``__eq__`` or ``__hash__``) and keeps all its state in its ``__dict__``: no ``__slots__`` and
+    no C-level fields (a ``functools.partial``, a function or an extension object keeps its state
+    elsewhere, so its ``__dict__`` cannot stand for it)."""
+    cls = type(obj)
+    own = cls.__mro__[:-1]  # every class but object
+    return (bool(own) and hasattr(obj, "__dict__") and cls.__basicsize__ <= _Bare.__basicsize__
+            and cls.__itemsize__ == 0
+            and not any(name in vars(c) for c in own for name in ("__eq__", "__hash__", "__slots__")))
+
+
+def _content(v: Any, depth: int) -> Hashable:
+    """A hashable stand-in for ``v`` that is equal for equal contents (arrays by their bytes)."""
+    import hashlib
+    import types
+
+    key: Hashable
+    if v is None or isinstance(v, bool | int | float | complex | str | bytes):
+        return v
+    if isinstance(v, np.generic):
+        return ("scalar", v.dtype.str, v.item())
+    if isinstance(v, np.ndarray):
+        if v.dtype.hasobject:
+            raise _NoKey
+        digest = hashlib.blake2b(np.ascontiguousarray(v).tobytes(), digest_size=16).digest()
+        return ("array", v.shape, v.dtype.str, digest)
+    if isinstance(v, tuple | list):
+        return (type(v).__name__, tuple(_content(x, depth) for x in v))
+    if isinstance(v, dict):
+        items = [(_content(k, depth), _content(x, depth)) for k, x in v.items()]
+        return ("dict", tuple(sorted(items, key=repr)))
+    if isinstance(v, types.MethodType):
+        return ("method", v.__func__, _content(v.__self__, depth))
+    if _plain(v):
+        if depth <= 0:
+            raise _NoKey
+        return _object_content(v, depth - 1)
+    try:
+        hash(v)
+    except TypeError:
+        raise _NoKey from None
+    key = v  # functions, classes, modules and value-hashed objects (a frozen dataclass) as is
+    return key
+
+
+def _object_content(obj: Any, depth: int) -> Hashable:
+    return (type(obj), tuple(sorted((k, _content(x, depth)) for k, x in vars(obj).items())))
+
+
+def program_key(fn: Any) -> Hashable | None:
+    """What identifies the computation of a user's forward, for reusing its traced program.
+
+    A plain function is itself; a bound method is its function and its object.  An object equal
+    only to itself (a plain class instance, an adapter around one) is keyed by its content: its
+    class and its attributes by value (numbers, strings, arrays by their bytes, functions,
+    containers of them, plain objects they hold, :data:`KEY_DEPTH` deep), so a layer object built
+    anew for each hypothesis example with the same configuration meets the program traced for the
+    last one, and one whose configuration or arrays changed gets its own.  Where the content cannot
+    be keyed the object itself is the key; ``None`` when nothing can be hashed.
+    """
+    import types
+
+    try:
+        if isinstance(fn, types.MethodType) and _plain(fn.__self__):
+            return ("method", fn.__func__, _object_content(fn.__self__, KEY_DEPTH))
+        if _plain(fn) and callable(fn):
+            return ("callable", _object_content(fn, KEY_DEPTH))
+    except _NoKey:
+        pass
+    key = (fn.__func__, fn.__self__) if isinstance(fn, types.MethodType) else fn
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 #: Traced programs kept (one per forward and shape), least recently used dropped first.

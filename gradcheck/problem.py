@@ -181,7 +181,7 @@ def _grad_loss(fun: Callable[..., Any], pristine: Any, label: str) -> float:
     return value
 
 
-_function_key = twin.function_key
+_function_key = autodiff.program_key
 
 
 def _grad_jittable(fn: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ...], *,

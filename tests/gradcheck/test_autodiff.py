@@ -172,3 +172,57 @@ def test_checks_of_a_frozen_dataclass_layer_reuse_one_compiled_function() -> Non
         again = type(layer)(**{f: getattr(layer, f) for f in layer.__dataclass_fields__})
         assert gc.check_layer(again, params, x, seed=seed).passed
     assert len(autodiff._PROGRAMS) == 1
+
+
+class PlainLayer:
+    """A plain class layer (equal only to itself), built anew for every check as a hypothesis
+    test would; ``traces`` counts the runs of its forward on JAX values across all instances."""
+
+    traces = 0
+
+    def __init__(self, scale: float, w: np.ndarray, tags: Any = ()) -> None:
+        self.scale, self.w, self.tags = scale, w, tags
+
+    def forward(self, p: dict[str, Any], x: Any) -> Any:
+        if not isinstance(x, np.ndarray):
+            type(self).traces += 1
+        xp = x.__array_namespace__()
+        return xp.tanh(self.scale * (x @ p["W"]) + self.w)
+
+    def backward(self, p: dict[str, Any], x: np.ndarray, dy: np.ndarray) -> Any:
+        y = np.tanh(self.scale * (x @ p["W"]) + self.w)
+        dz = dy * (1 - y ** 2) * self.scale
+        return {"W": x.T @ dz}, dz @ p["W"].T
+
+
+def _plain_check(layer: PlainLayer, seed: int) -> Any:
+    import gradcheck as gc
+
+    rng = np.random.default_rng(seed)
+    res = gc.check_layer(layer, {"W": rng.normal(size=(3, 2))}, rng.normal(size=(4, 3)), seed=seed)
+    assert res.passed and res.jax_source == "array-api", res.message()
+    return res
+
+
+def test_new_layer_objects_with_the_same_content_share_one_program() -> None:
+    PlainLayer.traces = 0
+    w = np.array([0.1, -0.2])
+    for seed in range(3):
+        _plain_check(PlainLayer(0.5, w.copy(), tags=("a", 1)), seed)
+    assert PlainLayer.traces == 1 and len(autodiff._PROGRAMS) == 1
+    _plain_check(PlainLayer(0.7, w.copy(), tags=("a", 1)), 3)  # another scale: another program
+    _plain_check(PlainLayer(0.5, w + 1.0, tags=("a", 1)), 4)  # other array content: another
+    assert PlainLayer.traces == 3 and len(autodiff._PROGRAMS) == 3
+
+
+def test_a_layer_whose_content_cannot_be_keyed_is_keyed_by_itself() -> None:
+    PlainLayer.traces = 0
+    w = np.array([0.1, -0.2])
+    for seed in range(2):
+        _plain_check(PlainLayer(0.5, w, tags={"a set"}), seed)  # a set: unhashable, no content key
+    assert PlainLayer.traces == 2
+    layer = PlainLayer(0.5, w, tags={"a set"})
+    key = autodiff.program_key(layer.forward)
+    assert key == (PlainLayer.forward, layer)
+    assert autodiff.program_key(PlainLayer(0.5, w).forward) == autodiff.program_key(
+        PlainLayer(0.5, w.copy()).forward)
