@@ -198,6 +198,8 @@ def program_key(fn: Any) -> Hashable | None:
     """
     import types
 
+    from gradcheck.twin import function_key
+
     try:
         if isinstance(fn, types.MethodType) and _plain(fn.__self__):
             return ("method", fn.__func__, _object_content(fn.__self__, KEY_DEPTH))
@@ -205,12 +207,7 @@ def program_key(fn: Any) -> Hashable | None:
             return ("callable", _object_content(fn, KEY_DEPTH))
     except _NoKey:
         pass
-    key = (fn.__func__, fn.__self__) if isinstance(fn, types.MethodType) else fn
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
+    return function_key(fn)  # the function, or a bound method's function and its object
 
 
 #: Traced programs kept (one per forward and shape), least recently used dropped first.
