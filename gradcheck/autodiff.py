@@ -106,19 +106,19 @@ def to_jax(tree: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Jittable:
-    """A candidate loss that may be compiled once and reused across checks.
+    """A candidate loss whose traced program may be kept and reused across checks.
 
     ``fn(leaves, data)`` is the loss; ``key`` names the computation (equal keys mean the same
     function of ``(leaves, data)``: the user's forward, the tree structure, and nothing else
     the function closes over); ``data`` are the arrays it reads (a layer's ``dy``, the arrays of
-    ``*args``), passed as arguments so that new data never recompiles.
+    ``*args``), passed as arguments so that new data never retraces.
     """
 
     key: Hashable
     fn: Callable[[list[Any], Any], Any]
     data: Any
-    #: ``False``: never compiled (numpy arrays the trace must see as constants), only remembered
-    #: when it cannot be traced.
+    #: ``False``: never kept (numpy arrays the trace must see as constants: traced at each call),
+    #: only remembered when it cannot be traced.
     compile: bool = True
 
 

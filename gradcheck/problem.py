@@ -186,10 +186,10 @@ _function_key = autodiff.program_key
 
 def _grad_jittable(fn: Callable[..., Any], treedef: TreeDef, args: tuple[Any, ...], *,
                    numpy_args: bool = False) -> autodiff.Jittable | None:
-    """``fn(params, *args)`` compiled over its leaves and its array ``args`` (only when every
+    """``fn(params, *args)`` traced over its leaves and its array ``args`` (only when every
     arg is an array: anything else may steer Python control flow).  ``numpy_args``: the
-    candidate that passes ``args`` as numpy constants, never compiled, only remembered when JAX
-    cannot trace it."""
+    candidate that passes ``args`` as numpy constants, traced at each call, only remembered when
+    JAX cannot trace it."""
     key = _function_key(fn)
     if key is None or not all(isinstance(a, np.ndarray) for a in args):
         return None
