@@ -107,6 +107,8 @@ def _scale(h: np.ndarray, r: np.ndarray, fits: _Fits, refnz: bool, _t: Any) -> D
     if c == 0.0 or not math.isfinite(c) or not fits(h, c * r):
         return None
     nice = _nice(c)
+    if nice is not None and nice[0] == 1.0:
+        return None  # a factor of 1 is agreement, not the shape of a bug
     shown = nice[1] if nice else f"{c:.6g}"
     return Diagnosis(
         "scale",

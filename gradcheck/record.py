@@ -124,7 +124,11 @@ def _sampled_diagnosis(leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement) 
 
 def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement,
                ev: Evidence) -> Diagnosis | None:
-    ref = s.ad if s.ad is not None else s.num
+    # Where finite differences outvoted autodiff (the JAX path drops the same term as the hand
+    # backward, so the two agree), the bug's shape is read against finite differences: against
+    # autodiff the hand gradient would be "1 × the reference".
+    use_ad = s.ad is not None and not (j.outvoted and s.num is not None)
+    ref = s.ad if use_ad else s.num
     if j.verdict != "fail":
         return None
     if ev.sampled and j.blame == "hand" and s.ad is None and s.num is not None:
@@ -133,11 +137,11 @@ def _diagnosis(run: Run, leaf: Leaf, s: _Shown, status: np.ndarray, j: Judgement
         # A wrong value at a kink has no derivative to compare with (the references' value there
         # is one convention or the midpoint): the bug's shape is read from the smooth entries —
         # with autodiff, every entry off a kink (finite differences measured only some of them).
-        smooth = ~ev.kink(leaf.size) if s.ad is not None else s.smooth
+        smooth = ~ev.kink(leaf.size) if use_ad else s.smooth
         bad = (status == "hand") & smooth
         if not bad.any():
             return None
-        err = 0.0 if s.ad is not None else s.err.reshape(leaf.shape) if s.err is not None else 0.0
+        err = 0.0 if use_ad else s.err.reshape(leaf.shape) if s.err is not None else 0.0
         return diagnose(leaf.native.astype(np.float64), ref.reshape(leaf.shape),
                         bad.reshape(leaf.shape), rtol=j.tol.rtol, atol=j.tol.atol,
                         err=err, time_axis=run.problem.time_axis.axis)

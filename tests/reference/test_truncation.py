@@ -224,3 +224,15 @@ def test_truncated_gradient_does_not_pass_by_agreeing_with_a_truncated_twin() ->
     assert not res.passed, "a truncated gradient passed because a truncated twin agreed with it"
     assert res.leaf("U").blame == "hand"
     assert any("drops the same term" in n for n in res.leaf("U").notes)
+
+
+def test_a_bug_the_twin_shares_is_diagnosed_against_the_finite_differences() -> None:
+    """Autodiff agrees with the truncated hand gradient, so against autodiff the hand would be
+    "1 × the reference"; read against finite differences, the truncation shows: the input's
+    error is confined to the early time steps, the weights' spread over them."""
+    layer, params, x = rnn.make_case(np.random.default_rng(0), T=4, truncation=2)
+    res = gc.check_layer(layer, params, x, seed=0, jax_fun=_stop_gradient_twin(layer, 2))
+    failing = {leaf.name: leaf.diagnosis for leaf in res.leaves if leaf.verdict == "fail"}
+    assert failing and all(d is not None and d.kind != "scale" for d in failing.values())
+    x_diagnosis = failing["x"]
+    assert x_diagnosis is not None and x_diagnosis.kind == "time_steps" and x_diagnosis.indices == (0, 1)
