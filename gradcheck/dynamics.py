@@ -896,19 +896,11 @@ def _trace(
 
 
 def _jax_run(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` (JAX code) traced once and run with numpy (:mod:`gradcheck.interpret`), or
-    eagerly when it does not trace as a whole (Python control flow on a value); numpy leaves."""
-    import jax
-
+    """``fn(*args)`` (JAX code) traced once and run with numpy, or eagerly when it does not trace
+    as a whole (:func:`gradcheck.interpret.function`); numpy leaves."""
     from gradcheck import interpret
 
-    try:
-        program = interpret.trace(fn, *args)
-    except jax.errors.TracerArrayConversionError:
-        raise  # numpy called on a tracer: eagerly it would be called on one too
-    except Exception:
-        return jax.tree_util.tree_map(np.asarray, fn(*jax.tree_util.tree_map(jax.numpy.asarray, args)))
-    return program(*args)
+    return interpret.function(fn)(*args)
 
 
 def _unroll(cell: Cell, read: Fn, p: Any, xs: Any, eps: Any) -> tuple[Any, Any]:

@@ -467,17 +467,28 @@ def trace(fun: Callable[..., Any], *args: Any) -> Program:
 def function(fun: Callable[..., Any]) -> Callable[..., Any]:
     """``fun`` (JAX code of arrays) as a function that traces one :class:`Program` per signature
     of its arguments (tree structure, shapes, dtypes, and whether 64-bit JAX is on) and runs it
-    with numpy: a stand-in for ``jax.jit`` that compiles nothing.  Returns numpy leaves."""
+    with numpy: a stand-in for ``jax.jit`` that compiles nothing.  Code that does not trace as a
+    whole (Python control flow on a value, a dtype without a numpy counterpart) runs eagerly
+    instead, at that signature from then on.  Returns numpy leaves."""
     import jax
 
-    programs: dict[Any, Program] = {}
+    programs: dict[Any, Program | None] = {}
 
     def run(*args: Any) -> Any:
         leaves, tree = jax.tree_util.tree_flatten(args)
         key = (tree, tuple((np.shape(a), np.result_type(a).str) for a in leaves),
                bool(jax.config.read("jax_enable_x64")))  # type: ignore[no-untyped-call]
         if key not in programs:
-            programs[key] = trace(fun, *args)
-        return programs[key](*args)
+            try:
+                programs[key] = trace(fun, *args)
+            except jax.errors.TracerArrayConversionError:
+                raise  # numpy called on a tracer: eagerly it would be called on one too
+            except Exception:
+                programs[key] = None
+        program = programs[key]
+        if program is None:
+            eager = fun(*jax.tree_util.tree_map(jax.numpy.asarray, args))
+            return jax.tree_util.tree_map(np.asarray, eager)
+        return program(*args)
 
     return run

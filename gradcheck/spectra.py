@@ -235,21 +235,20 @@ def jax_linear_map(fun: Callable[[Any], Any], x0: Any, *, batched: bool = False)
     x = np.asarray(x0, dtype=np.float64)
     with jax.enable_x64(True):
         y = jax.eval_shape(fun, x)
-    programs: dict[Any, interpret.Program] = {}
-
-    def _run(name: Any, fn: Callable[[Any, Any], Any], v: F64) -> F64:
-        # Traced once per product kind and shape with the point as an argument (a constant
-        # point would run the forward eagerly inside the trace), then run with numpy.
-        with jax.enable_x64(True):
-            if name not in programs:
-                programs[name] = interpret.trace(fn, x, v)
-            return np.asarray(programs[name](x, v), dtype=np.float64)
-
     def _jvp(xx: Any, u: Any) -> Any:
         return jax.jvp(fun, (xx,), (u,))[1]
 
     def _vjp(xx: Any, w: Any) -> Any:
         return jax.vjp(fun, xx)[1](w)[0]
+
+    # Traced once per product kind and shape with the point as an argument (a constant point
+    # would run the forward eagerly inside the trace), then run with numpy.
+    products = {"jvp": interpret.function(_jvp), "vjp": interpret.function(_vjp),
+                "many": interpret.function(lambda xx, us: jax.vmap(lambda u: _jvp(xx, u))(us))}
+
+    def _run(name: str, v: F64) -> F64:
+        with jax.enable_x64(True):
+            return np.asarray(products[name](x, v), dtype=np.float64)
 
     rows = int(x.shape[0]) if batched else 1
     if batched and (x.ndim == 0 or len(y.shape) == 0 or y.shape[0] != rows):
@@ -259,16 +258,15 @@ def jax_linear_map(fun: Callable[[Any], Any], x0: Any, *, batched: bool = False)
     x_shape, y_shape = tuple(x.shape), tuple(y.shape)
 
     def matvec(v: F64) -> F64:
-        return _run("jvp", _jvp, np.reshape(np.asarray(v, dtype=np.float64), x_shape)).reshape(rows, m)
+        return _run("jvp", np.reshape(np.asarray(v, dtype=np.float64), x_shape)).reshape(rows, m)
 
     def rmatvec(u: F64) -> F64:
-        return _run("vjp", _vjp, np.reshape(np.asarray(u, dtype=np.float64), y_shape)).reshape(rows, n)
+        return _run("vjp", np.reshape(np.asarray(u, dtype=np.float64), y_shape)).reshape(rows, n)
 
     def matmat(V: F64) -> F64:
         k = np.shape(V)[0]
         many = np.reshape(np.asarray(V, dtype=np.float64), (k, *x_shape))
-        out = _run(("jvp", k), lambda xx, us: jax.vmap(lambda u: _jvp(xx, u))(us), many)
-        return out.reshape(k, rows, m)
+        return _run("many", many).reshape(k, rows, m)
 
     return LinearMap((int(m), int(n)), matvec, rmatvec, rows, matmat)
 

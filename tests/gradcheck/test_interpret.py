@@ -227,3 +227,19 @@ def test_a_function_traces_once_per_signature() -> None:
     assert len(traces) == 2
     got = f(np.ones(3, np.float32), {"s": np.array(2.0, np.float32)})
     assert got.dtype == np.float32 and len(traces) == 3
+
+
+def test_a_function_that_branches_on_a_value_runs_eagerly() -> None:
+    """Python control flow on a value cannot be traced: interpret.function runs it with JAX
+    eagerly (and does not try to trace it again at that signature)."""
+    calls = []
+
+    def fun(a: Any) -> Any:
+        calls.append(1)
+        return jnp.tanh(a) if float(jnp.sum(a)) > 0 else -a
+
+    f = interpret.function(fun)
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(f(np.array([1.0, 2.0])), np.tanh([1.0, 2.0]), rtol=1e-15)
+        np.testing.assert_array_equal(f(np.array([-1.0, -2.0])), [1.0, 2.0])
+    assert len(calls) == 3  # the failed trace, then one eager call each
