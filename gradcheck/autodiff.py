@@ -292,21 +292,13 @@ def _traced(spec: Jittable, point: list[np.ndarray]) -> tuple[Any, Any] | None:
 
 def _fresh(loss: Callable[[list[Any]], Any], point: list[np.ndarray]) -> tuple[Any, Any]:
     """``(value, grads)`` of ``loss`` traced at ``point`` and run with numpy (the program is not
-    kept: ``loss`` closes over its data), or differentiated eagerly when it does not trace."""
+    kept: ``loss`` closes over its data), or differentiated eagerly when it does not trace
+    (:func:`gradcheck.interpret.function`)."""
     import jax
-    import jax.numpy as jnp
 
     from gradcheck import interpret
 
-    value = _scalar(loss)
-    try:
-        program = interpret.trace(jax.value_and_grad(value), point)
-    except jax.errors.TracerArrayConversionError:
-        raise
-    except Exception:
-        got: tuple[Any, Any] = jax.value_and_grad(value)([jnp.asarray(p) for p in point])
-        return got
-    got = program(point)
+    got: tuple[Any, Any] = interpret.function(jax.value_and_grad(_scalar(loss)))(point)
     return got
 
 
