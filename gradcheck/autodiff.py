@@ -67,11 +67,13 @@ class AutodiffResult:
         return SOURCES.get(self.source, "none") if self.grads is not None else "none"
 
 
-#: XLA options of every program gradcheck compiles: a reference runs a handful of times, so its
-#: compile time is what counts.  Backend optimisation off halves it (an LSTM over 4 steps 1.06 s
-#: -> 0.51 s, a GRU over 6 steps 1.98 s -> 0.95 s, a conv layer 0.37 s -> 0.17 s, a dense layer
-#: 0.11 s -> 0.08 s, value and gradient, 2 cores) and costs little at run time (0.018 s -> 0.021
-#: s for that LSTM); the arithmetic is the same IEEE float64 either way.
+#: XLA options of the programs gradcheck still compiles (``batch=True``'s vmapped forwards, the
+#: layer maps of a conv stack's flow; references are traced and run with numpy instead): such a
+#: program runs a handful of times, so its compile time is what counts.  Backend optimisation
+#: off halves it (an LSTM over 4 steps 1.06 s -> 0.51 s, a GRU over 6 steps 1.98 s -> 0.95 s, a
+#: conv layer 0.37 s -> 0.17 s, a dense layer 0.11 s -> 0.08 s, value and gradient, 2 cores) and
+#: costs little at run time (0.018 s -> 0.021 s for that LSTM); the arithmetic is the same IEEE
+#: float64 either way.
 REFERENCE_COMPILER_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 0}
 
 
